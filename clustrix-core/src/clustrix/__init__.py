@@ -1,0 +1,66 @@
+"""clustrix: decorate a Python function, call it, and it runs as a job on a cluster.
+
+from clustrix import cluster
+
+@cluster(cores=2, memory="1GB", time="00:05:00")
+def add(x, y):
+    return x + y
+
+add(10, 32)   # 42, computed in a real job
+"""
+
+from clustrix.api import ClusterFunction, cluster
+from clustrix.errors import (
+    BackendUnavailableError,
+    ClustrixError,
+    ConfigError,
+    JobCancelledError,
+    JobEnvironmentError,
+    JobFailedError,
+    JobOutOfMemoryError,
+    JobTimeoutError,
+    NodeFailureError,
+    RemoteError,
+    ResultCorruptError,
+    ResultError,
+    ResultMissingError,
+    ResultTamperedError,
+    SerializationError,
+    SubmissionError,
+)
+from clustrix.hookspecs import hookimpl
+from clustrix.job import ClusterFuture, Job
+from clustrix.parallel import job_cores, pmap
+from clustrix.resources import Resources
+from clustrix.state import JobState, JobStatus
+from clustrix.version import __version__
+
+__all__ = [
+    "BackendUnavailableError",
+    "ClusterFunction",
+    "ClusterFuture",
+    "ClustrixError",
+    "ConfigError",
+    "Job",
+    "JobCancelledError",
+    "JobEnvironmentError",
+    "JobFailedError",
+    "JobOutOfMemoryError",
+    "JobState",
+    "JobStatus",
+    "JobTimeoutError",
+    "NodeFailureError",
+    "RemoteError",
+    "Resources",
+    "ResultCorruptError",
+    "ResultError",
+    "ResultMissingError",
+    "ResultTamperedError",
+    "SerializationError",
+    "SubmissionError",
+    "__version__",
+    "cluster",
+    "hookimpl",
+    "job_cores",
+    "pmap",
+]

@@ -1,0 +1,115 @@
+"""The ``@cluster`` decorator: call the function and it runs as a job."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from clustrix.config import resolve
+from clustrix.job import ClusterFuture
+from clustrix.resources import Resources
+from clustrix.session import ClusterSession, get_session
+from clustrix.spec import JobSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ClusterFunction(Generic[P, R]):
+    """A function bound to cluster settings. Calling it submits a job, waits, and returns its value."""
+
+    def __init__(self, fn: Callable[P, R], profile: str | None, settings: Mapping[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.profile = profile
+        self.settings = dict(settings)
+        # Resource strings fail here, at decoration, not at the first call.
+        Resources.from_settings({k: v for k, v in self.settings.items() if v is not None})
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        future = self.submit(*args, **kwargs)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            if future.job.session.config.cancel_on_interrupt:
+                future.cancel()
+            raise
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> ClusterFuture:
+        """Submit one call; the future's ``result()`` waits for it."""
+        return self._submit([(args, kwargs)])[0]
+
+    def map(self, *iterables: Iterable[Any]) -> list[ClusterFuture]:
+        """Submit ``fn(*args)`` for each tuple of ``zip(*iterables)`` as one batch; futures in order."""
+        return self._submit([(args, {}) for args in zip(*iterables, strict=False)])
+
+    def session(self) -> ClusterSession:
+        """The cluster session this function's calls go to under the current configuration."""
+        config, _ = resolve(self.profile, self.settings)
+        return get_session(config)
+
+    def _submit(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[ClusterFuture]:
+        if not calls:
+            return []
+        config, job = resolve(self.profile, self.settings)
+        resources = Resources.from_settings(job)
+        specs = [
+            JobSpec(
+                fn=self.fn,
+                args=args,
+                kwargs=kwargs,
+                resources=resources,
+                name=job.get("name") or getattr(self.fn, "__name__", "job"),
+                env=job.get("env", {}),
+                setup=job.get("setup", ()),
+                python=job.get("python"),
+                parallel=bool(job.get("parallel", False)),
+            )
+            for args, kwargs in calls
+        ]
+        return get_session(config).submit(specs)
+
+
+@overload
+def cluster(fn: Callable[P, R], /) -> ClusterFunction[P, R]: ...
+
+
+@overload
+def cluster(
+    *,
+    profile: str | None = None,
+    backend: str | None = None,
+    cores: int | None = None,
+    memory: int | str | None = None,
+    time: int | str | datetime.timedelta | None = None,
+    gpus: int | None = None,
+    nodes: int | None = None,
+    tasks_per_node: int | None = None,
+    queue: str | None = None,
+    partition: str | None = None,
+    account: str | None = None,
+    env: Mapping[str, str] | None = None,
+    setup: Iterable[str] | None = None,
+    python: str | None = None,
+    name: str | None = None,
+    parallel: bool | None = None,
+    **options: Any,
+) -> Callable[[Callable[P, R]], ClusterFunction[P, R]]: ...
+
+
+def cluster(fn: Callable[..., Any] | None = None, /, *, profile: str | None = None, **settings: Any) -> Any:
+    """Run the decorated function as a cluster job.
+
+    Keyword arguments override the profile (``profile=``, else ``$CLUSTRIX_PROFILE``, else
+    the config file's default, else the embedded ``local`` backend): ``cores``, ``memory``
+    ("512MB", "2GiB"), ``time`` ("HH:MM:SS", minutes, timedelta), ``gpus``, ``nodes``,
+    ``tasks_per_node``, ``queue``/``partition``, ``account``, ``env``, ``setup`` (shell lines
+    run before Python), ``python``, ``name``, ``parallel`` (``pmap`` uses the job's cores),
+    ``backend``, and any key the chosen backend or transport adds. Bad values raise
+    ``ConfigError`` at the first call.
+    """
+    if fn is not None:
+        return ClusterFunction(fn, profile, settings)
+    return lambda f: ClusterFunction(f, profile, settings)

@@ -1,0 +1,97 @@
+"""The backend interface every scheduler plugin implements, and the job script pieces they share."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import re
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from clustrix.config import ClusterConfig
+from clustrix.errors import ConfigError
+from clustrix.spec import JobSpec
+from clustrix.state import JobStatus
+from clustrix.transport import Transport
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@attrs.frozen
+class StagedJob:
+    """A call whose directory is written on the far side and is ready to submit."""
+
+    key: str
+    directory: str
+    spec: JobSpec
+
+
+class Backend(abc.ABC):
+    """Submits staged jobs, reports their status and cancels them, all through ``self.transport``.
+
+    ``submit`` gets a whole batch (one ``map``) at once, so schedulers with job arrays
+    submit it in one command; ``poll`` gets every job the monitor still waits for, so
+    it should ask the scheduler once, however many there are.
+    """
+
+    # Profile keys this backend adds, each with its converter (which raises ConfigError).
+    options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+    default_transport: ClassVar[str] = "local"
+
+    def __init__(self, config: ClusterConfig, transport: Transport) -> None:
+        self.config = config
+        self.transport = transport
+
+    @functools.cached_property
+    def workdir(self) -> str:
+        """The absolute directory on the far side that holds one directory per job."""
+        return self.transport.resolve(self.config.workdir)
+
+    def job_directory(self, key: str) -> str:
+        return f"{self.workdir}/{key}"
+
+    @abc.abstractmethod
+    def submit(self, jobs: Sequence[StagedJob]) -> list[str]:
+        """Submit the batch; return each job's scheduler id, in order. Raise SubmissionError."""
+
+    @abc.abstractmethod
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """The status of each job; a job the scheduler no longer knows is ``JobState.UNKNOWN``."""
+
+    @abc.abstractmethod
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """Ask the scheduler to end these jobs; finished ones are ignored."""
+
+    @abc.abstractmethod
+    def check(self) -> str:
+        """Probe the scheduler; a one-line description, or BackendUnavailableError."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing open
+        """Release what the backend holds; jobs already submitted keep running."""
+
+    def python_for(self, spec: JobSpec) -> str:
+        """The interpreter a job runs under: the spec's, else ours here, else ``python3`` there."""
+        return spec.python or (sys.executable if self.transport.is_local else "python3")
+
+    def run_lines(self, jobs: Sequence[StagedJob]) -> list[str]:
+        """Shell lines that set a job's environment, run its setup, then the runner over ``jobs``.
+
+        Every job in ``jobs`` shares one spec's settings (one batch); the runner runs their
+        calls in order, which is how several calls share one scheduler task.
+        """
+        spec = jobs[0].spec
+        lines = []
+        for name, value in spec.env:
+            if not _ENV_NAME.match(name):
+                raise ConfigError(f"env: {name!r} is not a valid environment variable name")
+            lines.append(f"export {name}={shlex.quote(str(value))}")
+        if spec.parallel:
+            lines.append("export CLUSTRIX_PARALLEL=1")
+        lines.extend(spec.setup)
+        runner = f"{jobs[0].directory}/runner.py"
+        lines.append(shlex.join([self.python_for(spec), runner, *(job.directory for job in jobs)]))
+        return lines

@@ -1,0 +1,190 @@
+"""A backend with no scheduler: each job is a detached process group on the transport's host.
+
+This is the ``local`` backend (over the local transport) and the base of the ``ssh``
+backend (over SSH). The client keeps the queue: never more cores in use than the host
+has. The host keeps the truth: each job's ``job.sh`` records its pid (= its process
+group), its exit code, and markers for a time-limit kill or a memory error, so one
+shell command per poll reads the state of every job, and jobs survive a lost client.
+"""
+
+from __future__ import annotations
+
+import collections
+import shlex
+import threading
+from collections.abc import Sequence
+
+from clustrix.backend import Backend, StagedJob
+from clustrix.errors import BackendUnavailableError, SubmissionError
+from clustrix.state import JobState, JobStatus
+
+# Seconds between the polite TERM and the KILL, for a time limit and for cancel.
+KILL_GRACE = 10
+
+# One fork per job, without job control, so setsid makes each job.sh its own group leader.
+_LAUNCH = 'for d in "$@"; do setsid sh "$d/job.sh" </dev/null >>"$d/stdout" 2>>"$d/stderr" & echo $! > "$d/pid"; done'
+
+# Liveness is read before the exit code: a job that is dead and has no exit code died unrecorded.
+# A zombie counts as dead, for hosts whose init does not reap orphans.
+_STATUS = """
+for d in "$@"; do
+  [ -d "$d" ] || { echo missing; continue; }
+  alive=0
+  if [ -s "$d/pid" ]; then
+    st=$(ps -o stat= -p "$(cat "$d/pid")" 2>/dev/null)
+    case "$st" in ""|Z*) ;; *) alive=1;; esac
+  fi
+  if [ -f "$d/exitcode" ]; then
+    if [ -f "$d/timedout" ]; then echo "timeout $(cat "$d/exitcode")"
+    elif [ -f "$d/oom" ]; then echo "oom $(cat "$d/exitcode")"
+    else echo "exit $(cat "$d/exitcode")"; fi
+  elif [ -f "$d/cancelled" ]; then echo cancelled
+  elif [ $alive = 1 ]; then echo running
+  else echo lost; fi
+done
+"""
+
+_CANCEL = f"""
+for d in "$@"; do
+  [ -f "$d/exitcode" ] && continue
+  : > "$d/cancelled"
+  pg=$(cat "$d/pid" 2>/dev/null) || continue
+  kill -TERM -- "-$pg" 2>/dev/null
+  ( sleep {KILL_GRACE}; kill -KILL -- "-$pg" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+done
+"""
+
+
+class ProcessBackend(Backend):
+    """Jobs as process groups on one host; the job id is the job's key."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._lock = threading.Lock()
+        self._cores: int | None = None
+        self._queue: collections.deque[StagedJob] = collections.deque()
+        # Cores held by the jobs this client started and has not yet seen end.
+        self._running: dict[str, int] = {}
+        self._ended: dict[str, JobStatus] = {}
+
+    @property
+    def cores(self) -> int:
+        """The host's core count, asked once."""
+        if self._cores is None:
+            result = self.transport.run(["nproc"]).check(BackendUnavailableError, "counting the host's cores")
+            self._cores = int(result.stdout.strip())
+        return self._cores
+
+    def check(self) -> str:
+        return f"{self.cores} cores"
+
+    def submit(self, jobs: Sequence[StagedJob]) -> list[str]:
+        for job in jobs:
+            if job.spec.resources.cores > self.cores:
+                raise SubmissionError(f"job asks for {job.spec.resources.cores} cores but the host has {self.cores}")
+        self.transport.write_files({f"{job.directory}/job.sh": self._script(job).encode() for job in jobs}, 0o700)
+        with self._lock:
+            self._queue.extend(jobs)
+            self._launch_ready()
+        return [job.key for job in jobs]
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Jobs still queued here are PENDING; every other job is read from its directory."""
+        with self._lock:
+            queued = {job.key for job in self._queue}
+            statuses = {key: self._ended[key] for key in job_ids if key in self._ended}
+            for key in job_ids:
+                if key in queued:
+                    statuses[key] = JobStatus(JobState.PENDING, reason="waiting for free cores")
+            to_read = [key for key in job_ids if key not in statuses]
+            if to_read:
+                statuses.update(self._read_states(to_read))
+            self._launch_ready()
+            return statuses
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            for job in [j for j in self._queue if j.key in job_ids]:
+                self._queue.remove(job)
+                self._ended[job.key] = JobStatus(JobState.CANCELLED, reason="cancelled before it started")
+            started = [self.job_directory(key) for key in job_ids if key not in self._ended]
+        if started:
+            self.transport.run(["sh", "-c", _CANCEL, "sh", *started]).check(BackendUnavailableError, "cancelling")
+
+    def _launch_ready(self) -> None:
+        """Start queued jobs, in order, while their cores fit. Called with the lock held."""
+        free = self.cores - sum(self._running.values())
+        starting = []
+        while self._queue and self._queue[0].spec.resources.cores <= free:
+            job = self._queue.popleft()
+            free -= job.spec.resources.cores
+            starting.append(job)
+        if not starting:
+            return
+        result = self.transport.run(["sh", "-c", _LAUNCH, "sh", *(job.directory for job in starting)])
+        if not result.ok:
+            for job in starting:
+                self._ended[job.key] = JobStatus(JobState.FAILED, reason=f"could not start: {result.stderr.strip()}")
+            return
+        for job in starting:
+            self._running[job.key] = job.spec.resources.cores
+
+    def _read_states(self, keys: list[str]) -> dict[str, JobStatus]:
+        """One command for every job; ended ones free their cores. Called with the lock held."""
+        result = self.transport.run(["sh", "-c", _STATUS, "sh", *(self.job_directory(key) for key in keys)])
+        result.check(BackendUnavailableError, "reading job states")
+        lines = result.stdout.splitlines()
+        if len(lines) != len(keys):
+            raise BackendUnavailableError(f"job state query answered {len(lines)} lines for {len(keys)} jobs")
+        statuses = {}
+        for key, line in zip(keys, lines, strict=True):
+            word, _, code = line.partition(" ")
+            if word == "running":
+                statuses[key] = JobStatus(JobState.RUNNING)
+                continue
+            state, reason = _STATUS_WORDS[word]
+            exit_code = int(code) if code.strip().lstrip("-").isdigit() else None
+            if state is JobState.COMPLETED and exit_code != 0:
+                state, reason = JobState.FAILED, f"the runner exited {exit_code}"
+            statuses[key] = self._ended[key] = JobStatus(state, reason=reason, exit_code=exit_code)
+            self._running.pop(key, None)
+        return statuses
+
+    def _script(self, job: StagedJob) -> str:
+        """``job.sh``: environment, setup, limits, the runner, and the record of how it ended."""
+        resources = job.spec.resources
+        d = shlex.quote(job.directory)
+        lines = [
+            "#!/bin/sh",
+            f"# clustrix job {job.key}",
+            f"export CLUSTRIX_JOB_ID={shlex.quote(job.key)}",
+            f"export CLUSTRIX_CORES={resources.cores}",
+            *self.run_lines([job])[:-1],
+        ]
+        if resources.memory:
+            lines.append(f"ulimit -v {resources.memory // 1024}")
+        runner = self.run_lines([job])[-1]
+        if resources.time:
+            lines += [
+                "start=$(date +%s)",
+                f"timeout --foreground -k {KILL_GRACE} {resources.time} {runner}",
+                "rc=$?",
+                f"if [ $rc -eq 124 -o $rc -eq 137 ] && [ $(( $(date +%s) - start )) -ge {resources.time} ]; "
+                f"then : > {d}/timedout; fi",
+            ]
+        else:
+            lines += [runner, "rc=$?"]
+        if resources.memory:
+            lines.append(f"if [ $rc -ne 0 ] && grep -qs MemoryError {d}/stderr; then : > {d}/oom; fi")
+        lines.append(f"echo $rc > {d}/exitcode.tmp && mv {d}/exitcode.tmp {d}/exitcode")
+        return "\n".join(lines) + "\n"
+
+
+_STATUS_WORDS: dict[str, tuple[JobState, str]] = {
+    "exit": (JobState.COMPLETED, ""),
+    "timeout": (JobState.TIMEOUT, "killed at its time limit"),
+    "oom": (JobState.OUT_OF_MEMORY, "MemoryError under the job's memory limit (RLIMIT_AS)"),
+    "cancelled": (JobState.CANCELLED, "cancelled"),
+    "lost": (JobState.NODE_FAIL, "the job's process vanished without an exit status"),
+    "missing": (JobState.UNKNOWN, "no such job directory"),
+}

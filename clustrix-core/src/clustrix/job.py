@@ -1,0 +1,93 @@
+"""A submitted job and the future that carries its result."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from clustrix.spec import JobSpec
+from clustrix.state import JobState, JobStatus
+
+if TYPE_CHECKING:
+    from clustrix.session import ClusterSession
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@attrs.define(eq=False)
+class Job:
+    """One call on one cluster: its ids, where its files are, and what the scheduler said of it."""
+
+    key: str
+    job_id: str
+    directory: str
+    spec: JobSpec = attrs.field(repr=False)
+    session: ClusterSession = attrs.field(repr=False)
+    hmac_key: bytes = attrs.field(repr=False)
+    status: JobStatus = attrs.field(factory=lambda: JobStatus(JobState.PENDING))
+    submitted_at: datetime.datetime = attrs.field(factory=_now)
+    # Every state seen, with when it was first seen; starts with PENDING at submission.
+    history: list[tuple[JobState, datetime.datetime]] = attrs.field(factory=list)
+    # The runner's meta.json, once the job has ended and it could be read.
+    meta: dict[str, Any] | None = None
+    # Captured when the job ends, so output outlives the job directory's cleanup.
+    stdout_text: str | None = attrs.field(default=None, repr=False)
+    stderr_text: str | None = attrs.field(default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.history.append((self.status.state, self.submitted_at))
+
+    @property
+    def state(self) -> JobState:
+        return self.status.state
+
+    def update(self, status: JobStatus) -> JobState | None:
+        """Record a poll's answer; return the old state when the state changed."""
+        old = self.status.state
+        self.status = status
+        if status.state is old:
+            return None
+        self.history.append((status.state, _now()))
+        return old
+
+
+class ClusterFuture(concurrent.futures.Future):
+    """A ``concurrent.futures.Future`` for a job: ``result()``, a ``cancel()`` that ends the job, awaitable."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def state(self) -> JobState:
+        return self.job.state
+
+    def cancel(self) -> bool:
+        """Cancel the job on the cluster; False when it has already ended."""
+        if self.done():
+            return False
+        self.job.session.cancel([self.job])
+        return super().cancel()
+
+    def stdout(self) -> str:
+        return self.job.session.read_output(self.job, "stdout")
+
+    def stderr(self) -> str:
+        return self.job.session.read_output(self.job, "stderr")
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        return f"<ClusterFuture job {self.job_id} {self.state.value}>"

@@ -1,0 +1,94 @@
+"""One monitor per cluster: polls ALL of its unfinished jobs with one backend call per interval.
+
+The interval starts short and grows by half each quiet poll up to the profile's maximum;
+a state change or a new submission brings it back down. No thread per job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from clustrix.errors import BackendUnavailableError, ClustrixError
+from clustrix.log import get_logger
+
+if TYPE_CHECKING:
+    from clustrix.job import Job
+    from clustrix.session import ClusterSession
+
+BACKOFF = 1.5
+
+
+class Monitor:
+    def __init__(self, session: ClusterSession) -> None:
+        self.session = session
+        self.config = session.config
+        self.polls = 0
+        self._jobs: dict[str, Job] = {}
+        self._wake = threading.Condition()
+        self._woken = False
+        self._thread: threading.Thread | None = None
+        self._log = get_logger(cluster=session.config.label)
+
+    def watch(self, jobs: list[Job]) -> None:
+        with self._wake:
+            self._jobs.update((job.job_id, job) for job in jobs)
+            self._woken = True
+            self._wake.notify()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=f"clustrix-monitor[{self.config.label}]")
+                self._thread.daemon = True
+                self._thread.start()
+
+    @property
+    def watching(self) -> int:
+        with self._wake:
+            return len(self._jobs)
+
+    def _run(self) -> None:
+        interval = self.config.poll_interval
+        failing_since: float | None = None
+        while True:
+            with self._wake:
+                while not self._jobs:
+                    self._wake.wait()
+                self._woken = False
+                jobs = list(self._jobs.values())
+            try:
+                statuses = self.session.backend.poll([job.job_id for job in jobs])
+                self.polls += 1
+                failing_since = None
+            except ClustrixError as exc:
+                failing_since = failing_since or time.monotonic()
+                self._log.warning("poll failed", error=str(exc), jobs=len(jobs))
+                if time.monotonic() - failing_since > self.config.poll_failure_timeout:
+                    self._give_up(jobs, exc)
+                    failing_since = None
+                statuses = {}
+            changed = False
+            for job in jobs:
+                status = statuses.get(job.job_id)
+                if status is None:
+                    continue
+                changed |= self.session.record(job, status)
+                if status.state.finished:
+                    with self._wake:
+                        self._jobs.pop(job.job_id, None)
+                    self.session.finish(job)
+            interval = self.config.poll_interval if changed else min(interval * BACKOFF, self.config.poll_interval_max)
+            with self._wake:
+                if not self._woken:
+                    self._wake.wait(timeout=interval)
+                if self._woken:
+                    interval = self.config.poll_interval
+
+    def _give_up(self, jobs: list[Job], exc: ClustrixError) -> None:
+        error = BackendUnavailableError(
+            f"{self.config.label}: no answer from the scheduler for {self.config.poll_failure_timeout:g} s "
+            f"(poll_failure_timeout); the jobs may still run there: {exc}"
+        )
+        for job in jobs:
+            with self._wake:
+                self._jobs.pop(job.job_id, None)
+            self.session.abandon(job, error)

@@ -1,0 +1,133 @@
+"""What a job asks of the scheduler, parsed once and strictly.
+
+Memory is held in bytes and time in whole seconds; each backend renders them in
+its scheduler's own units. Malformed or negative values raise ``ConfigError``
+naming the parameter and the value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from clustrix.errors import ConfigError
+
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+    "tib": 1024**4,
+}
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})$")
+
+
+def parse_memory(value: int | str, name: str = "memory") -> int:
+    """Bytes from ``512MB``, ``1GB``, ``1.5G``, ``2GiB`` or an integer count of bytes.
+
+    Every unit is binary (``1GB`` == ``1G`` == ``1GiB`` == 1024**3 bytes), as Slurm, PBS and SGE
+    read them, so what a user writes is what the scheduler grants.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"{name}={value!r}: expected a size such as '512MB', '2GiB' or a number of bytes")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = _MEMORY_RE.match(value)
+        if not match or match.group(2).lower() not in _MEMORY_UNITS:
+            raise ConfigError(f"{name}={value!r}: expected a size such as '512MB', '1.5G', '2GiB' or bytes")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    result = math.ceil(number * _MEMORY_UNITS[unit])
+    if result <= 0:
+        raise ConfigError(f"{name}={value!r}: must be more than zero")
+    return result
+
+
+def parse_time(value: int | str | datetime.timedelta, name: str = "time") -> int:
+    """Seconds from ``HH:MM:SS``, ``D-HH:MM:SS``, a number of minutes or a ``timedelta``."""
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: expected 'HH:MM:SS', 'D-HH:MM:SS', minutes or a timedelta")
+    elif isinstance(value, int):
+        seconds = value * 60
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value.strip()) * 60
+    elif isinstance(value, str) and (match := _TIME_RE.match(value.strip())):
+        days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        if minutes >= 60 or secs >= 60:
+            raise ConfigError(f"{name}={value!r}: minutes and seconds must be below 60")
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    else:
+        raise ConfigError(f"{name}={value!r}: expected 'HH:MM:SS', 'D-HH:MM:SS', minutes or a timedelta")
+    if seconds <= 0:
+        raise ConfigError(f"{name}={value!r}: must be more than zero")
+    return math.ceil(seconds)
+
+
+def format_time(seconds: int) -> str:
+    """``D-HH:MM:SS`` (days only when needed), the form every scheduler here accepts."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+def _positive_int(name: str):
+    def check(_instance: Any, _attribute: Any, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}={value!r}: expected a whole number of at least 1")
+
+    return check
+
+
+def _gpus_check(_instance: Any, _attribute: Any, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"gpus={value!r}: expected a whole number of at least 0")
+
+
+@attrs.frozen
+class Resources:
+    """What one job asks for. ``None`` leaves the choice to the scheduler's defaults."""
+
+    cores: int = attrs.field(default=1, validator=_positive_int("cores"))
+    memory: int | None = attrs.field(default=None, converter=attrs.converters.optional(parse_memory))
+    time: int | None = attrs.field(default=None, converter=attrs.converters.optional(parse_time))
+    gpus: int = attrs.field(default=0, validator=_gpus_check)
+    nodes: int = attrs.field(default=1, validator=_positive_int("nodes"))
+    tasks_per_node: int | None = attrs.field(default=None, validator=_positive_int("tasks_per_node"))
+    queue: str | None = None
+    account: str | None = None
+    extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Resources:
+        """Build from profile/decorator keys; ``partition`` is the Slurm word for ``queue``."""
+        values = {k: v for k, v in settings.items() if k in RESOURCE_KEYS}
+        if "partition" in values:
+            partition = values.pop("partition")
+            if values.get("queue") not in (None, partition):
+                raise ConfigError(f"queue={values['queue']!r} and partition={partition!r} disagree: give one")
+            values["queue"] = partition
+        return cls(**values)
+
+
+RESOURCE_KEYS = frozenset(
+    {"cores", "memory", "time", "gpus", "nodes", "tasks_per_node", "queue", "partition", "account", "extra"}
+)

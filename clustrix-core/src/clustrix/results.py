@@ -1,0 +1,107 @@
+"""From a finished job's state and result file to the value or the exception its future gets.
+
+The rule: a scheduler's kill (time limit, memory, cancel, node failure) raises its
+``JobFailedError`` subclass, with the remote exception, if any, as its cause;
+otherwise an authentic result gives the value or the user's ORIGINAL exception,
+with the remote traceback attached as a note; no result at all is an error that
+says which state the scheduler reported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from clustrix import runner
+from clustrix.errors import (
+    JobCancelledError,
+    JobEnvironmentError,
+    JobFailedError,
+    JobOutOfMemoryError,
+    JobTimeoutError,
+    NodeFailureError,
+    RemoteError,
+    ResultCorruptError,
+    ResultMissingError,
+    ResultTamperedError,
+)
+from clustrix.state import JobState
+
+if TYPE_CHECKING:
+    from clustrix.job import Job
+
+_KILLED: dict[JobState, tuple[type[JobFailedError], str]] = {
+    JobState.TIMEOUT: (JobTimeoutError, "the job reached its time limit"),
+    JobState.OUT_OF_MEMORY: (JobOutOfMemoryError, "the job went over its memory limit"),
+    JobState.CANCELLED: (JobCancelledError, "the job was cancelled"),
+    JobState.NODE_FAIL: (NodeFailureError, "the job's node failed"),
+}
+
+
+class Outcome:
+    """Either ``value`` or ``exception`` is meaningful, as ``ok`` says."""
+
+    def __init__(self, ok: bool, value: Any = None, exception: BaseException | None = None) -> None:
+        self.ok = ok
+        self.value = value
+        self.exception = exception
+
+
+def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
+    status = job.status
+    failure = dict(
+        job_id=job.job_id,
+        state=status.state,
+        reason=status.reason,
+        exit_code=status.exit_code,
+        stderr_tail=stderr_tail,
+    )
+    remote: BaseException | None = None
+    if result is not None:
+        try:
+            header, payload = runner.unpack(result, job.hmac_key, "result")
+        except runner.EnvelopeError as exc:
+            error = ResultTamperedError if exc.problem == "tampered" else ResultCorruptError
+            return Outcome(False, exception=error(f"job {job.job_id}: result file {job.directory}/result.pkl: {exc}"))
+        try:
+            record = runner.loads(header, payload)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
+            return Outcome(
+                False,
+                exception=ResultCorruptError(
+                    f"job {job.job_id}: the result could not be unpickled here: {type(exc).__name__}: {exc}"
+                ),
+            )
+        if record["ok"] and status.state not in _KILLED:
+            return Outcome(True, value=record["value"])
+        if not record["ok"]:
+            remote = _remote_exception(job, header, record, failure)
+    if status.state in _KILLED:
+        cls, message = _KILLED[status.state]
+        error = cls(message, **failure)
+        error.__cause__ = remote
+        return Outcome(False, exception=error)
+    if remote is not None:
+        return Outcome(False, exception=remote)
+    if status.state is JobState.COMPLETED:
+        return Outcome(False, exception=ResultMissingError(f"job {job.job_id} completed but wrote no result file"))
+    return Outcome(False, exception=JobFailedError("the job ended without a result", **failure))
+
+
+def _remote_exception(job: Job, header: dict, record: dict, failure: dict) -> BaseException:
+    host = (job.meta or {}).get("host", "the cluster")
+    note = f"Remote traceback (job {job.job_id} on {host}):\n{record['traceback'].rstrip()}"
+    if record["phase"] == "call":
+        exc: BaseException | None = None
+        if record.get("exception") is not None:
+            try:
+                exc = runner.loads(header, record["exception"])
+            except Exception:  # noqa: BLE001 - the class may not exist here; RemoteError carries it
+                exc = None
+        if not isinstance(exc, BaseException):
+            exc = RemoteError(record["type"], record["message"], record["traceback"])
+    else:
+        what = "load the call" if record["phase"] == "load" else "pickle the return value"
+        exc = JobEnvironmentError(f"the runner could not {what}: {record['type']}: {record['message']}", **failure)
+    exc.remote_traceback = record["traceback"]  # type: ignore[attr-defined]
+    exc.add_note(note)
+    return exc

@@ -1,0 +1,222 @@
+"""The far-side job runner, and the envelope format both sides share.
+
+This file is copied into every job directory and run there as
+``python runner.py JOBDIR [JOBDIR ...]``. It must need nothing but the Python
+standard library and the serializer module named in the payload (cloudpickle by
+default): no clustrix install on the cluster. The client imports the same file
+for ``pack`` and ``unpack``, so the envelope has exactly one implementation.
+
+Envelope: MAGIC | 4-byte header length | header JSON | payload | HMAC-SHA256.
+The MAC covers everything before it and is keyed per job; the key lives only in
+the job directory (mode 0700) and in the client's memory, so a payload or
+result altered, truncated or swapped on a shared filesystem is refused before
+anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import importlib
+import json
+import os
+import socket
+import sys
+import traceback
+
+MAGIC = b"CLUSTRIX"
+FORMAT_VERSION = 1
+MAC_SIZE = hashlib.sha256().digest_size
+
+PAYLOAD_FILE = "payload.pkl"
+RESULT_FILE = "result.pkl"
+META_FILE = "meta.json"
+KEY_FILE = "key"
+STDOUT_FILE = "stdout"
+STDERR_FILE = "stderr"
+
+# Scheduler variables worth recording in meta.json; never the whole environment,
+# which may hold secrets.
+_ENV_PREFIXES = ("SLURM_", "PBS_", "SGE_", "CLUSTRIX_", "KUBERNETES_SERVICE_")
+_ENV_NAMES = ("JOB_ID", "JOB_NAME", "NSLOTS", "NHOSTS", "PE", "PE_HOSTFILE", "QUEUE", "HOSTNAME")
+
+
+class EnvelopeError(Exception):
+    """An envelope that must not be unpickled; ``problem`` is corrupt, tampered or incompatible."""
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+def python_version() -> str:
+    return "{}.{}".format(*sys.version_info[:2])
+
+
+def pack(kind: str, obj: object, key: bytes, serializer: str, clustrix_version: str) -> bytes:
+    payload = importlib.import_module(serializer).dumps(obj)
+    header = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "kind": kind,
+            "python": python_version(),
+            "clustrix": clustrix_version,
+            "serializer": serializer,
+            "size": len(payload),
+        },
+        sort_keys=True,
+    ).encode()
+    body = MAGIC + len(header).to_bytes(4, "big") + header + payload
+    return body + hmac.new(key, body, hashlib.sha256).digest()
+
+
+def unpack(data: bytes, key: bytes, kind: str) -> tuple[dict, bytes]:
+    """Verify an envelope and return (header, payload bytes); nothing is unpickled here."""
+    if len(data) < len(MAGIC) + 4 + MAC_SIZE or not data.startswith(MAGIC):
+        raise EnvelopeError("corrupt", f"not a clustrix envelope ({len(data)} bytes)")
+    body, mac = data[:-MAC_SIZE], data[-MAC_SIZE:]
+    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
+        raise EnvelopeError("tampered", "authentication failed: the file was altered, truncated or swapped")
+    start = len(MAGIC) + 4
+    header_len = int.from_bytes(body[len(MAGIC) : start], "big")
+    header = json.loads(body[start : start + header_len])
+    payload = body[start + header_len :]
+    if header.get("format") != FORMAT_VERSION:
+        raise EnvelopeError("incompatible", f"envelope format {header.get('format')!r}, expected {FORMAT_VERSION}")
+    if header.get("kind") != kind:
+        raise EnvelopeError("corrupt", "envelope holds a {!r}, expected a {!r}".format(header.get("kind"), kind))
+    if header.get("size") != len(payload):
+        raise EnvelopeError("corrupt", f"payload is {len(payload)} bytes, header says {header.get('size')!r}")
+    return header, payload
+
+
+def loads(header: dict, payload: bytes) -> object:
+    return importlib.import_module(header["serializer"]).loads(payload)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _describe(exc: BaseException, tb) -> dict:
+    """The parts of an exception the client needs, each usable without the others."""
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+    }
+
+
+class _Redirected:
+    """Send fds 1 and 2 to the job's own files for one call, so output stays per call even in a chunk."""
+
+    def __init__(self, jobdir: str) -> None:
+        self.jobdir = jobdir
+
+    def __enter__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = (os.dup(1), os.dup(2))
+        for fd, name in ((1, STDOUT_FILE), (2, STDERR_FILE)):
+            target = os.open(os.path.join(self.jobdir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(target, fd)
+            os.close(target)
+
+    def __exit__(self, *exc_info) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self.saved, strict=False):
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def run_job(jobdir: str) -> bool:
+    """Run the call staged in ``jobdir``; write its result and meta. True when the call returned."""
+    meta = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "user": _user(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "cwd": os.getcwd(),
+        "start": _now(),
+        "env": {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES},
+    }
+    with open(os.path.join(jobdir, KEY_FILE), "rb") as f:
+        key = bytes.fromhex(f.read().decode())
+    header = {"serializer": "pickle", "clustrix": "unknown"}
+    try:
+        with open(os.path.join(jobdir, PAYLOAD_FILE), "rb") as f:
+            header, payload = unpack(f.read(), key, "call")
+        if header["python"] != python_version():
+            raise RuntimeError(
+                "the payload was pickled by Python {} but this job runs Python {} ({})".format(
+                    header["python"], python_version(), sys.executable
+                )
+            )
+        call = loads(header, payload)
+    except BaseException as exc:  # noqa: BLE001 - every load failure must reach the client
+        outcome = {"ok": False, "phase": "load", **_describe(exc, exc.__traceback__)}
+        returned = False
+    else:
+        with _Redirected(jobdir):
+            try:
+                value = call["fn"](*call["args"], **call["kwargs"])
+            except BaseException as exc:  # noqa: BLE001 - the user's exception is the result
+                # Skip this frame so the traceback starts in the user's code.
+                outcome = {"ok": False, "phase": "call", **_describe(exc, exc.__traceback__.tb_next)}
+                # The job's own log shows the failure too, for `clustrix logs` and the scheduler's files.
+                sys.stderr.write(outcome["traceback"])
+                try:
+                    outcome["exception"] = importlib.import_module(header["serializer"]).dumps(exc)
+                except Exception:  # noqa: BLE001 - the type name and traceback still travel
+                    outcome["exception"] = None
+                returned = False
+            else:
+                outcome = {"ok": True, "value": value}
+                returned = True
+    meta["end"] = _now()
+    meta["outcome"] = "returned" if returned else "raised"
+    try:
+        result = pack("result", outcome, key, header["serializer"], header["clustrix"])
+    except BaseException as exc:  # noqa: BLE001 - an unpicklable return value is an error, not a crash
+        outcome = {"ok": False, "phase": "result", **_describe(exc, exc.__traceback__)}
+        result = pack("result", outcome, key, header["serializer"], header["clustrix"])
+        meta["outcome"] = "unpicklable result"
+        returned = False
+    _write_atomic(os.path.join(jobdir, RESULT_FILE), result)
+    _write_atomic(os.path.join(jobdir, META_FILE), json.dumps(meta, indent=1).encode())
+    return returned
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: runner.py JOBDIR [JOBDIR ...]", file=sys.stderr)
+        return 2
+    # Runs the chunk's calls in order; one failed call does not stop the others.
+    results = [run_job(jobdir) for jobdir in argv]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

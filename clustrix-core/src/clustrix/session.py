@@ -1,0 +1,214 @@
+"""A connection to one cluster: stage, submit, watch, fetch. One session per distinct ClusterConfig.
+
+A job's life here: serialize every call of the batch (refusing before anything is
+written), stage each job directory (0700) through the transport, submit the batch
+to the backend in one call, let the monitor watch it, and on its end resolve the
+future from the result file, fire the events, and clean the directory by policy.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.resources
+import json
+import secrets
+import threading
+import uuid
+from collections.abc import Sequence
+
+from clustrix import plugins, runner
+from clustrix.backend import StagedJob
+from clustrix.config import ClusterConfig
+from clustrix.errors import ClustrixError, SerializationError
+from clustrix.job import ClusterFuture, Job
+from clustrix.log import get_logger
+from clustrix.monitor import Monitor
+from clustrix.results import outcome
+from clustrix.spec import JobSpec
+from clustrix.state import JobState, JobStatus
+from clustrix.version import __version__
+
+STDERR_TAIL_BYTES = 4000
+OUTPUT_CAPTURE_BYTES = 1024**2
+
+_RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
+
+
+class ClusterSession:
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.transport = plugins.transport_class(config.transport)(config)
+        self.backend = plugins.backend_class(config.backend)(config, self.transport)
+        self.monitor = Monitor(self)
+        self._futures: dict[str, ClusterFuture] = {}
+        self._lock = threading.Lock()
+        self._log = get_logger(cluster=config.label)
+        self._hook = plugins.plugin_manager().hook
+
+    # -- submission -------------------------------------------------------------------
+
+    def submit(self, specs: Sequence[JobSpec]) -> list[ClusterFuture]:
+        serializer = plugins.serializer()
+        workdir = self.backend.workdir
+        staged, keys, files = [], [], {}
+        for spec in specs:
+            key = uuid.uuid4().hex
+            hmac_key = secrets.token_bytes(32)
+            directory = f"{workdir}/{key}"
+            files[f"{directory}/{runner.PAYLOAD_FILE}"] = self._pack_call(spec, hmac_key, serializer)
+            files[f"{directory}/{runner.KEY_FILE}"] = hmac_key.hex().encode()
+            files[f"{directory}/runner.py"] = _RUNNER_SOURCE
+            staged.append(StagedJob(key=key, directory=directory, spec=spec))
+            keys.append(hmac_key)
+        self.transport.make_dirs([workdir, *(job.directory for job in staged)], 0o700)
+        self.transport.write_files(files, 0o600)
+        try:
+            job_ids = self.backend.submit(staged)
+        except BaseException:
+            for job in staged:
+                self.transport.remove_tree(job.directory)
+            raise
+        jobs = [
+            Job(key=s.key, job_id=job_id, directory=s.directory, spec=s.spec, session=self, hmac_key=hmac_key)
+            for s, job_id, hmac_key in zip(staged, job_ids, keys, strict=True)
+        ]
+        futures = [ClusterFuture(job) for job in jobs]
+        with self._lock:
+            self._futures.update((job.job_id, fut) for job, fut in zip(jobs, futures, strict=True))
+        for job in jobs:
+            self._log.info("job submitted", job_id=job.job_id, key=job.key, name=job.spec.name)
+            self._fire("clustrix_job_submitted", job=job)
+        self.monitor.watch(jobs)
+        return futures
+
+    def _pack_call(self, spec: JobSpec, hmac_key: bytes, serializer: str) -> bytes:
+        call = {"fn": spec.fn, "args": spec.args, "kwargs": dict(spec.kwargs)}
+        try:
+            data = runner.pack("call", call, hmac_key, serializer, __version__)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot serialize the call to {spec.name!r} with {serializer}: {type(exc).__name__}: {exc}; "
+                "nothing was submitted"
+            ) from exc
+        if len(data) > self.config.max_payload_bytes:
+            raise SerializationError(
+                f"the call to {spec.name!r} serializes to {len(data)} bytes, over max_payload_bytes="
+                f"{self.config.max_payload_bytes}; pass large data as files on the cluster instead. "
+                "Nothing was submitted"
+            )
+        return data
+
+    # -- what the monitor reports ---------------------------------------------------
+
+    def record(self, job: Job, status: JobStatus) -> bool:
+        """Store a poll's status; fire the state-changed event. True when the state changed."""
+        old = job.update(status)
+        if old is None:
+            return False
+        self._log.debug("job state changed", job_id=job.job_id, old=old.value, new=status.state.value)
+        self._fire("clustrix_job_state_changed", job=job, old=old, new=status.state)
+        return True
+
+    def finish(self, job: Job) -> None:
+        """The job ended: resolve its future from its files, fire the event, clean up."""
+        try:
+            job.meta = self._read_meta(job)
+            result = self._read(job, runner.RESULT_FILE)
+            job.stdout_text = (self._read(job, runner.STDOUT_FILE, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(
+                errors="replace"
+            )
+            job.stderr_text = (self._read(job, runner.STDERR_FILE, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(
+                errors="replace"
+            )
+            stderr_tail = job.stderr_text[-STDERR_TAIL_BYTES:]
+            if job.state is JobState.UNKNOWN and result is not None:
+                # Gone from the queue, but the runner's own record says it ran to the end.
+                job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
+            done = outcome(job, result, stderr_tail.strip())
+        except ClustrixError as exc:
+            done = None
+            self._settle(job, error=exc)
+        else:
+            self._settle(job, value=done.value, error=done.exception, ok=done.ok)
+        self._fire("clustrix_job_finished", job=job)
+        ok = done is not None and done.ok
+        if self.config.cleanup == "always" or (self.config.cleanup == "on_success" and ok):
+            try:
+                self.transport.remove_tree(job.directory)
+            except ClustrixError as exc:
+                self._log.warning("could not clean job directory", job_id=job.job_id, error=str(exc))
+
+    def abandon(self, job: Job, error: ClustrixError) -> None:
+        """Stop waiting for ``job``: its future gets ``error``; its files are left alone."""
+        self._settle(job, error=error)
+
+    def _settle(self, job: Job, value: object = None, error: BaseException | None = None, ok: bool = False) -> None:
+        with self._lock:
+            future = self._futures.pop(job.job_id, None)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(value)
+            self._log.info("job finished", job_id=job.job_id, state=job.state.value)
+        else:
+            future.set_exception(error)
+            self._log.info("job failed", job_id=job.job_id, state=job.state.value, error=type(error).__name__)
+
+    def _read(self, job: Job, name: str, tail: int | None = None) -> bytes | None:
+        try:
+            return self.transport.read_file(f"{job.directory}/{name}", tail=tail)
+        except FileNotFoundError:
+            return None
+
+    def _read_meta(self, job: Job) -> dict | None:
+        data = self._read(job, runner.META_FILE)
+        try:
+            return json.loads(data) if data else None
+        except ValueError:
+            return None
+
+    # -- user requests ------------------------------------------------------------------
+
+    def cancel(self, jobs: Sequence[Job]) -> None:
+        self.backend.cancel([job.job_id for job in jobs])
+        for job in jobs:
+            self._log.info("job cancel requested", job_id=job.job_id)
+
+    def read_output(self, job: Job, name: str) -> str:
+        """The job's stdout or stderr so far; after the end, what was captured then."""
+        captured = job.stdout_text if name == runner.STDOUT_FILE else job.stderr_text
+        if captured is not None:
+            return captured
+        data = self._read(job, name, tail=OUTPUT_CAPTURE_BYTES)
+        return (data or b"").decode(errors="replace")
+
+    def close(self) -> None:
+        self.backend.close()
+        self.transport.close()
+
+    def _fire(self, hook_name: str, **kwargs: object) -> None:
+        """Call an event hook; a broken observer is logged, never allowed to lose a job."""
+        try:
+            getattr(self._hook, hook_name)(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            self._log.error("event hook failed", hook=hook_name, error=f"{type(exc).__name__}: {exc}")
+
+
+_sessions: dict[ClusterConfig, ClusterSession] = {}
+_sessions_lock = threading.Lock()
+
+
+def get_session(config: ClusterConfig) -> ClusterSession:
+    with _sessions_lock:
+        session = _sessions.get(config)
+        if session is None:
+            session = _sessions[config] = ClusterSession(config)
+        return session
+
+
+@atexit.register
+def _close_sessions() -> None:
+    with _sessions_lock:
+        for session in _sessions.values():
+            session.close()
+        _sessions.clear()

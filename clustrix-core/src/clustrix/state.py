@@ -1,0 +1,39 @@
+"""The one job-state enum, and the status a backend reports for a job."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class JobState(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+    # Requeued by the scheduler: it will run again, so not an end.
+    PREEMPTED = "PREEMPTED"
+    # The scheduler no longer knows the job; the runner's own record decides what happened.
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def finished(self) -> bool:
+        return self not in _ACTIVE
+
+
+_ACTIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.PREEMPTED})
+
+
+@attrs.frozen
+class JobStatus:
+    """One poll's answer for one job, in the scheduler's own words where it has them."""
+
+    state: JobState
+    reason: str = ""
+    exit_code: int | None = None
+    nodes: str = ""

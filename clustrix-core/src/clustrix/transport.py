@@ -1,0 +1,148 @@
+"""Transports: how a backend runs commands and moves files on the cluster's side.
+
+Backends never call ``subprocess`` or open files on the cluster themselves: they
+ask their transport. ``LocalTransport`` is this machine; the ``clustrix-ssh``
+plugin provides the same interface on a login node over SSH, so any batch backend
+works remotely with no code of its own.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+
+from clustrix.config import ClusterConfig
+from clustrix.errors import BackendUnavailableError, ClustrixError
+
+COMMAND_TIMEOUT = 120.0
+
+
+@attrs.frozen
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def check(self, error: type[ClustrixError], what: str) -> CommandResult:
+        """Raise ``error`` with the command's own words unless it succeeded."""
+        if not self.ok:
+            words = (self.stderr.strip() or self.stdout.strip() or "(no output)")[-2000:]
+            raise error(f"{what}: `{shlex.join(self.argv)}` exited {self.returncode}: {words}")
+        return self
+
+
+class Transport(abc.ABC):
+    """Commands and files on the host where the scheduler's commands run."""
+
+    # Profile keys this transport adds, each with its converter (which raises ConfigError).
+    options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+    # True when paths the transport writes are visible to this process as local files.
+    is_local: ClassVar[bool] = False
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> CommandResult:
+        """Run ``argv`` (no shell unless argv asks for one); ``env`` is added to the environment."""
+
+    @abc.abstractmethod
+    def home(self) -> str:
+        """The directory relative paths are resolved against (the user's home there)."""
+
+    @abc.abstractmethod
+    def make_dirs(self, paths: Sequence[str], mode: int = 0o700) -> None:
+        """Create each directory (and missing parents); existing ones are left as they are."""
+
+    @abc.abstractmethod
+    def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
+        """Write each file atomically with ``mode``; their directories exist."""
+
+    @abc.abstractmethod
+    def read_file(self, path: str, tail: int | None = None) -> bytes:
+        """The file's bytes, or only its last ``tail`` bytes; FileNotFoundError when absent."""
+
+    @abc.abstractmethod
+    def remove_tree(self, path: str) -> None:
+        """Remove a directory and everything in it; absent is fine."""
+
+    def resolve(self, path: str) -> str:
+        """An absolute path on the far side for a profile path (``~/x`` and ``x`` are under home)."""
+        if path.startswith("~/"):
+            path = path[2:]
+        return path if path.startswith("/") else f"{self.home().rstrip('/')}/{path}"
+
+    def close(self) -> None:  # noqa: B027 - most transports hold nothing open
+        """Release connections; the transport may be used again afterwards."""
+
+
+class LocalTransport(Transport):
+    """This machine: the scheduler's commands are on this host's PATH."""
+
+    is_local = True
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> CommandResult:
+        full_env = {**os.environ, **env} if env else None
+        try:
+            proc = subprocess.run(list(argv), input=input, capture_output=True, env=full_env, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise BackendUnavailableError(f"`{argv[0]}` is not installed or not on PATH on this machine") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise BackendUnavailableError(f"`{shlex.join(argv)}` did not answer within {timeout:g} s") from exc
+        return CommandResult(
+            argv=tuple(argv),
+            returncode=proc.returncode,
+            stdout=proc.stdout.decode(errors="replace"),
+            stderr=proc.stderr.decode(errors="replace"),
+        )
+
+    def home(self) -> str:
+        return str(Path.home())
+
+    def make_dirs(self, paths: Sequence[str], mode: int = 0o700) -> None:
+        for path in paths:
+            os.makedirs(path, mode=mode, exist_ok=True)
+
+    def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
+        for path, data in files.items():
+            tmp = f"{path}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+
+    def read_file(self, path: str, tail: int | None = None) -> bytes:
+        with open(path, "rb") as f:
+            if tail is not None:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - tail))
+            return f.read()
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)

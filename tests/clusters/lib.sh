@@ -1,0 +1,111 @@
+# Shared helpers for the real test clusters: state dir, packages, daemons by pid file, profiles.
+# Sourced by `up`, `down`, `status` and by each <kind>.sh; never run directly.
+
+STATE=${CLUSTRIX_TEST_STATE:-/var/lib/clustrix-test}
+TEST_USER=${CLUSTRIX_TEST_USER:-cxuser}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+log() { printf '[clusters] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+require_root() {
+    [ "$(id -u)" = 0 ] || die "bringing up test clusters needs root (this is for CI and throwaway machines)"
+    [ -r /etc/debian_version ] || die "the test clusters are built from Debian packages; this is not Debian"
+}
+
+_apt_updated=""
+# ensure_packages PKG...: install the Debian packages that are missing, non-interactively.
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ -z "$_apt_updated" ]; then
+        log "apt-get update"
+        apt-get update -qq >/dev/null || die "apt-get update failed"
+        _apt_updated=1
+    fi
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+# ensure_test_user: the non-root user that jobs run as on the test hosts.
+ensure_test_user() {
+    id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$TEST_USER"
+}
+
+# start_daemon NAME CMD...: run CMD in the background with $STATE/run/NAME.pid and $STATE/log/NAME.log,
+# unless the pid file names a live process already. CMD must stay in the foreground.
+start_daemon() {
+    local name=$1; shift
+    mkdir -p "$STATE/run" "$STATE/log"
+    if daemon_alive "$name"; then return 0; fi
+    setsid "$@" >>"$STATE/log/$name.log" 2>&1 < /dev/null &
+    echo $! > "$STATE/run/$name.pid"
+}
+
+daemon_alive() {
+    local pidfile="$STATE/run/$1.pid"
+    [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# stop_pidfile FILE: end the process named by a pid file (ours or a daemon's own), wait, remove the file.
+stop_pidfile() {
+    local pidfile=$1 pid i
+    [ -s "$pidfile" ] || { rm -f "$pidfile"; return 0; }
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null
+        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    fi
+    rm -f "$pidfile"
+}
+
+stop_daemon() { stop_pidfile "$STATE/run/$1.pid"; }
+
+# wait_for SECONDS CMD...: retry CMD until it succeeds or the time is up.
+wait_for() {
+    local limit=$1 i; shift
+    for i in $(seq $((limit * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+    return 1
+}
+
+# write_profile NAME < toml: one [profiles.NAME] table, merged into $STATE/clustrix.toml.
+write_profile() {
+    mkdir -p "$STATE/profiles.d"
+    cat > "$STATE/profiles.d/$1.toml"
+    merge_profiles
+}
+
+remove_profiles() {
+    local name
+    for name in "$@"; do rm -f "$STATE/profiles.d/$name.toml"; done
+    merge_profiles
+}
+
+merge_profiles() {
+    mkdir -p "$STATE/profiles.d"
+    {
+        echo "# Written by tests/clusters: profiles of the real test clusters on this machine."
+        cat "$STATE"/profiles.d/*.toml 2>/dev/null
+    } > "$STATE/clustrix.toml.tmp"
+    mv "$STATE/clustrix.toml.tmp" "$STATE/clustrix.toml"
+}
+
+KINDS="ssh slurm"
+
+# dispatch ACTION [KIND...]: run <kind>_<action> from <kind>.sh for each kind (all when none named).
+dispatch() {
+    local action=$1 kind; shift
+    local kinds=${*:-$KINDS}
+    [ "$kinds" = all ] && kinds=$KINDS
+    for kind in $kinds; do
+        case " $KINDS " in *" $kind "*) ;; *) die "unknown cluster kind '$kind' (known: $KINDS)";; esac
+        # shellcheck source=/dev/null
+        source "$HERE/$kind.sh"
+        "${kind}_${action}"
+    done
+}
