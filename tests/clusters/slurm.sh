@@ -103,7 +103,7 @@ _slurm_munge_up() {
     fi
     # A munged that died leaves its lock and pid files behind; nothing holds them any more.
     rm -f /run/munge/munged.pid
-    start_daemon munged setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged -F
+    _slurm_start munged munged setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged -F || true
     wait_for 10 sh -c 'munge -n | unmunge' || die "munged did not come up (see $STATE/log/munged.log)"
 }
 
@@ -266,11 +266,27 @@ _slurm_node_states() {
     { _slurm_cmd "$1" sinfo -h -N -o '%N:%T' 2>/dev/null || true; } | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
-_slurm_all_idle() {
-    local states want n
+# Every node of the cluster responds and can take jobs (idle, or busy with the test suite's jobs).
+_slurm_all_usable() {
+    local states n
     states=$(_slurm_node_states "$1")
     for n in $(_slurm_nodes "$1"); do
-        case " $states " in *" $n:idle "*) ;; *) return 1 ;; esac
+        case " $states " in
+            *" $n:idle "*|*" $n:mixed "*|*" $n:allocated "*|*" $n:completing "*) ;;
+            *) return 1 ;;
+        esac
+    done
+}
+
+# Put nodes that a test left drained or down (e.g. "Kill task failed") back into service.
+_slurm_resume_nodes() {
+    local name=$1 entry
+    for entry in $(_slurm_node_states "$name"); do
+        case ${entry#*:} in
+            drain*|down*|fail*)
+                log "slurm $name: node ${entry%%:*} is ${entry#*:}, resuming it"
+                _slurm_cmd "$name" scontrol update NodeName="${entry%%:*}" State=RESUME >/dev/null 2>&1 || true ;;
+        esac
     done
 }
 
@@ -394,8 +410,9 @@ slurm_up() {
     done
 
     for name in $SLURM_CLUSTERS; do
-        wait_for 60 _slurm_all_idle "$name" \
-            || die "slurm $name: nodes not idle after 60s: $(_slurm_node_states "$name")"
+        wait_for 3 _slurm_all_usable "$name" || _slurm_resume_nodes "$name"
+        wait_for 60 _slurm_all_usable "$name" \
+            || die "slurm $name: nodes not usable after 60s: $(_slurm_node_states "$name")"
     done
     # A smoke job on each cluster whose daemons were (re)started now; a warm `up` only checks the nodes.
     for name in $fresh; do _slurm_smoke "$name"; done
@@ -426,23 +443,26 @@ slurm_down() {
 }
 
 slurm_status() {
-    local name rc=0 states n daemons
+    local name rc=0 states n missing
     for name in $SLURM_CLUSTERS; do
-        daemons=ok
-        _slurm_alive "slurm-$name-slurmctld" slurmctld || daemons="slurmctld not running"
+        missing=""
+        _slurm_alive "slurm-$name-slurmctld" slurmctld || missing="$missing slurmctld"
         for n in $(_slurm_nodes "$name"); do
-            _slurm_alive "slurm-$name-slurmd-$n" slurmd || daemons="slurmd $n not running"
+            _slurm_alive "slurm-$name-slurmd-$n" slurmd || missing="$missing slurmd($n)"
         done
         if [ "$name" = main ]; then
-            _slurm_alive slurmdbd slurmdbd || daemons="slurmdbd not running"
-            _slurm_alive mariadbd mariadbd || daemons="mariadbd not running"
+            _slurm_alive slurmdbd slurmdbd || missing="$missing slurmdbd"
+            _slurm_alive mariadbd mariadbd || missing="$missing mariadbd"
         fi
         states=""
         [ -f "$(_slurm_conf "$name")" ] && states=$(_slurm_node_states "$name")
-        if [ "$daemons" = ok ] && [ -n "$states" ]; then
+        if [ -z "$missing" ] && [ -n "$states" ]; then
             echo "slurm $name: up ($states) SLURM_CONF=$(_slurm_conf "$name")"
+        elif [ -n "$missing" ]; then
+            echo "slurm $name: down (not running:$missing${states:+; nodes $states})"
+            rc=1
         else
-            echo "slurm $name: down (${daemons/ok/slurmctld does not answer})"
+            echo "slurm $name: down (slurmctld does not answer)"
             rc=1
         fi
     done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import os
 import re
 import shlex
 import sys
@@ -85,6 +86,10 @@ class Backend(abc.ABC):
         """
         spec = jobs[0].spec
         lines = []
+        if self.transport.is_local and spec.python is None:
+            # The same interpreter on the same machine: let it import what the caller can.
+            paths = [p for p in sys.path if p and os.path.isdir(p)]
+            lines.append(f"export PYTHONPATH={shlex.quote(os.pathsep.join(paths))}${{PYTHONPATH:+:$PYTHONPATH}}")
         for name, value in spec.env:
             if not _ENV_NAME.match(name):
                 raise ConfigError(f"env: {name!r} is not a valid environment variable name")

@@ -52,4 +52,5 @@ def clustrix_job_state_changed(job: Job, old: JobState, new: JobState) -> None:
 
 @hookspec
 def clustrix_job_finished(job: Job) -> None:
-    """Called once ``job``'s future has its value or exception, before its directory is cleaned."""
+    """Called once ``job`` has ended and its files are read, before its directory is cleaned
+    and before its future is resolved, so a waiting caller sees every observer's work done."""

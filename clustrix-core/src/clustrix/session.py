@@ -23,7 +23,7 @@ from clustrix.errors import ClustrixError, SerializationError
 from clustrix.job import ClusterFuture, Job
 from clustrix.log import get_logger
 from clustrix.monitor import Monitor
-from clustrix.results import outcome
+from clustrix.results import Outcome, outcome
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
 from clustrix.version import __version__
@@ -110,49 +110,44 @@ class ClusterSession:
         return True
 
     def finish(self, job: Job) -> None:
-        """The job ended: resolve its future from its files, fire the event, clean up."""
+        """The job ended: read its files, fire the event, clean up, then resolve its future."""
         try:
             job.meta = self._read_meta(job)
             result = self._read(job, runner.RESULT_FILE)
-            job.stdout_text = (self._read(job, runner.STDOUT_FILE, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(
-                errors="replace"
-            )
-            job.stderr_text = (self._read(job, runner.STDERR_FILE, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(
-                errors="replace"
-            )
-            stderr_tail = job.stderr_text[-STDERR_TAIL_BYTES:]
+            job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
+            job.stderr_text = self._read_text(job, runner.STDERR_FILE)
             if job.state is JobState.UNKNOWN and result is not None:
                 # Gone from the queue, but the runner's own record says it ran to the end.
                 job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
-            done = outcome(job, result, stderr_tail.strip())
+            done = outcome(job, result, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
         except ClustrixError as exc:
-            done = None
-            self._settle(job, error=exc)
-        else:
-            self._settle(job, value=done.value, error=done.exception, ok=done.ok)
+            done = Outcome(False, exception=exc)
         self._fire("clustrix_job_finished", job=job)
-        ok = done is not None and done.ok
-        if self.config.cleanup == "always" or (self.config.cleanup == "on_success" and ok):
+        if self.config.cleanup == "always" or (self.config.cleanup == "on_success" and done.ok):
             try:
                 self.transport.remove_tree(job.directory)
             except ClustrixError as exc:
                 self._log.warning("could not clean job directory", job_id=job.job_id, error=str(exc))
+        self._settle(job, done)
 
     def abandon(self, job: Job, error: ClustrixError) -> None:
         """Stop waiting for ``job``: its future gets ``error``; its files are left alone."""
-        self._settle(job, error=error)
+        self._settle(job, Outcome(False, exception=error))
 
-    def _settle(self, job: Job, value: object = None, error: BaseException | None = None, ok: bool = False) -> None:
+    def _settle(self, job: Job, done: Outcome) -> None:
         with self._lock:
             future = self._futures.pop(job.job_id, None)
         if future is None or future.done():
             return
-        if ok:
-            future.set_result(value)
+        if done.ok:
+            future.set_result(done.value)
             self._log.info("job finished", job_id=job.job_id, state=job.state.value)
         else:
-            future.set_exception(error)
-            self._log.info("job failed", job_id=job.job_id, state=job.state.value, error=type(error).__name__)
+            future.set_exception(done.exception)
+            self._log.info("job failed", job_id=job.job_id, state=job.state.value, error=type(done.exception).__name__)
+
+    def _read_text(self, job: Job, name: str) -> str:
+        return (self._read(job, name, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(errors="replace")
 
     def _read(self, job: Job, name: str, tail: int | None = None) -> bytes | None:
         try:
@@ -179,8 +174,7 @@ class ClusterSession:
         captured = job.stdout_text if name == runner.STDOUT_FILE else job.stderr_text
         if captured is not None:
             return captured
-        data = self._read(job, name, tail=OUTPUT_CAPTURE_BYTES)
-        return (data or b"").decode(errors="replace")
+        return self._read_text(job, name)
 
     def close(self) -> None:
         self.backend.close()

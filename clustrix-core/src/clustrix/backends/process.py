@@ -49,8 +49,8 @@ for d in "$@"; do
   [ -f "$d/exitcode" ] && continue
   : > "$d/cancelled"
   pg=$(cat "$d/pid" 2>/dev/null) || continue
-  kill -TERM -- "-$pg" 2>/dev/null
-  ( sleep {KILL_GRACE}; kill -KILL -- "-$pg" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+  kill -s TERM -- "-$pg" 2>/dev/null
+  ( sleep {KILL_GRACE}; kill -s KILL -- "-$pg" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
 done
 """
 

@@ -1,0 +1,53 @@
+"""Shared fixtures: every test gets its own profiles file, journal and job directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def local_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a profiles file with a ``local`` profile whose jobs live under ``tmp_path``.
+
+    Returns a function: ``local_profile(**keys)`` adds keys to the profile and returns
+    its name. The real-world profiles file, if any, is not touched.
+    """
+    config_file = tmp_path / "clustrix.toml"
+    workdir = tmp_path / "jobs"
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(config_file))
+    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
+
+    def make(name: str = "test", **keys: object) -> str:
+        keys = {"backend": "local", "workdir": str(workdir), **keys}
+        lines = [f"[profiles.{name}]"] + [f"{k} = {_toml(v)}" for k, v in keys.items()]
+        with open(config_file, "a") as f:
+            f.write("\n".join(lines) + "\n")
+        return name
+
+    make.workdir = workdir  # type: ignore[attr-defined]
+    return make
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (a zombie waiting for init counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"
+
