@@ -16,6 +16,7 @@ def local_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """
     config_file = tmp_path / "clustrix.toml"
     workdir = tmp_path / "jobs"
+    config_file.write_text("")
     monkeypatch.setenv("CLUSTRIX_CONFIG", str(config_file))
     monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
     monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
@@ -50,4 +51,3 @@ def process_gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state == "Z"
-

@@ -23,11 +23,12 @@ ensure_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ -z "$_apt_updated" ]; then
         log "apt-get update"
-        apt-get update -qq >/dev/null || die "apt-get update failed"
+        apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null || die "apt-get update failed"
         _apt_updated=1
     fi
     log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+        --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
         || die "apt-get install ${missing[*]} failed"
 }
 
@@ -48,7 +49,14 @@ start_daemon() {
 
 daemon_alive() {
     local pidfile="$STATE/run/$1.pid"
-    [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    [ -s "$pidfile" ] && pid_alive "$(cat "$pidfile")"
+}
+
+# pid_alive PID: running, not a zombie (init here reaps orphans only every few seconds).
+pid_alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    case "$st" in ""|Z*) return 1;; esac
 }
 
 # stop_pidfile FILE: end the process named by a pid file (ours or a daemon's own), wait, remove the file.
@@ -56,10 +64,10 @@ stop_pidfile() {
     local pidfile=$1 pid i
     [ -s "$pidfile" ] || { rm -f "$pidfile"; return 0; }
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_alive "$pid"; then
         kill "$pid" 2>/dev/null
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+        for i in $(seq 50); do pid_alive "$pid" || break; sleep 0.1; done
+        pid_alive "$pid" && kill -9 "$pid" 2>/dev/null
     fi
     rm -f "$pidfile"
 }

@@ -5,9 +5,10 @@
 #   multi   slurmctld + 3 slurmd (n1..n3) on this host, accounting off: multi-node jobs.
 #
 # Each cluster lives in $STATE/slurm/<name>/ (slurm.conf, state/, spool/) and is selected with
-# SLURM_CONF=$STATE/slurm/<name>/slurm.conf. One munged serves all three. Everything listens on
-# loopback ports 16806 (MariaDB, 127.0.0.1 only) and 16817-16843 (see the SLURM_* settings below);
-# slurm daemons bind the wildcard address but only ever talk to 127.0.0.1.
+# SLURM_CONF=$STATE/slurm/<name>/slurm.conf. One munged serves all three. Ports: MariaDB 16806 on
+# 127.0.0.1 only; slurmdbd 16819; slurmctld 16817/16827/16837; slurmd 16818/16828/16841-16843 (the
+# SLURM_* settings below). Slurm 22.05 daemons bind the wildcard address (no option to bind loopback),
+# but every address they are given, and so every connection they make, is 127.0.0.1.
 
 SLURM_CLUSTERS="main noacct multi"
 SLURM_DB_PORT=16806

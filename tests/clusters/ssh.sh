@@ -12,7 +12,8 @@
 # Both sshds have their own ed25519 host keys in $STATE/ssh/<host>/ and accept only $TEST_USER with
 # the key $STATE/keys/id_ed25519; $STATE/ssh/known_hosts holds both host keys so clients can verify
 # them for real (StrictHostKeyChecking=yes). The far-side Python is /opt/clustrix-test/venv (Debian's
-# python3 + cloudpickle). Down keeps keys, venv, user and remote-fs: the next up is fast.
+# python3 + cloudpickle + this checkout's clustrix-core, for code that imports clustrix inside a job).
+# Down keeps keys, venv, user and remote-fs: the next up is fast.
 
 SSH_DIR=$STATE/ssh
 SSH_KEY=$STATE/keys/id_ed25519
@@ -265,6 +266,24 @@ _ssh_venv() {
     chmod -R a+rX "$(dirname "$SSH_VENV")"
 }
 
+# _ssh_venv_core: the checkout's clustrix-core in the far-side venv, for code that imports clustrix inside a
+# job (clustrix.pmap). Reinstalled only when the checkout's core differs from the one installed last time.
+_ssh_venv_core() {
+    local core stamp want
+    core=$(cd "$HERE/../../clustrix-core" && pwd) || die "no clustrix-core next to tests/clusters"
+    stamp=$SSH_VENV/.clustrix-core.sha256
+    want=$(cd "$core" && find pyproject.toml src -type f -not -path '*/__pycache__/*' | LC_ALL=C sort \
+        | xargs sha256sum | sha256sum | cut -d' ' -f1)
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    log "installing $core into the far-side venv $SSH_VENV"
+    ( umask 022
+      "$SSH_VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$core" \
+          && "$SSH_VENV/bin/python" -m pip install -q --disable-pip-version-check "$core" ) \
+        || die "pip install $core into $SSH_VENV failed"
+    chmod -R a+rX "$SSH_VENV"
+    echo "$want" > "$stamp"
+}
+
 _ssh_profiles() {
     write_profile ssh-local <<EOF
 [profiles.ssh-local]
@@ -314,6 +333,7 @@ ssh_up() {
 
     _ssh_user_and_key
     _ssh_venv
+    _ssh_venv_core
 
     _ssh_host_config ssh-local "$SSH_LOCAL_ADDR" "$SSH_LOCAL_PORT"
     _ssh_host_config ssh-remote "$SSH_REMOTE_ADDR" "$SSH_REMOTE_PORT"

@@ -1,0 +1,127 @@
+"""The ``clustrix`` command: backends, profiles, this user's jobs, cancel, logs, check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from clustrix import plugins, runner
+from clustrix.config import load_files, resolve
+from clustrix.errors import ClustrixError
+from clustrix.journal import journal_path, read_jobs
+from clustrix.session import get_session
+
+
+def _session_for(profile: str | None):
+    config, _ = resolve(profile, {})
+    return get_session(config)
+
+
+def cmd_backends(_args: argparse.Namespace) -> int:
+    for name, cls in plugins.backends().items():
+        print(f"backend    {name:12} {cls.__module__}.{cls.__qualname__}")
+    for name, cls in plugins.transports().items():
+        print(f"transport  {name:12} {cls.__module__}.{cls.__qualname__}")
+    return 0
+
+
+def cmd_profiles(_args: argparse.Namespace) -> int:
+    files = load_files()
+    if not files.profiles:
+        print("no profiles; jobs run on the embedded local backend")
+    for name, table in sorted(files.profiles.items()):
+        mark = "*" if name == files.default else " "
+        where = table.get("host", "this machine")
+        print(f"{mark} {name:20} {table.get('backend', 'local'):12} {where}")
+    print("read: " + (", ".join(map(str, files.sources)) or "no config file"))
+    return 0
+
+
+def _find(job_ids: Sequence[str]) -> list[dict]:
+    known = {record["job_id"]: record for record in read_jobs()}
+    missing = [j for j in job_ids if j not in known]
+    if missing:
+        raise ClustrixError(f"not in the journal ({journal_path()}): {', '.join(missing)}")
+    return [known[j] for j in job_ids]
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    records = read_jobs()
+    if not args.all:
+        records = [r for r in records if r["state"] is None]
+    by_profile: dict[str | None, list[dict]] = {}
+    for record in records:
+        by_profile.setdefault(record["profile"], []).append(record)
+    print(f"{'JOB ID':34} {'NAME':20} {'PROFILE':14} {'STATE':14} SUBMITTED")
+    for profile, group in by_profile.items():
+        unfinished = [r["job_id"] for r in group if r["state"] is None]
+        try:
+            live = _session_for(profile).backend.poll(unfinished) if unfinished else {}
+        except ClustrixError as exc:
+            print(f"# {profile or '(no profile)'}: cannot ask the scheduler: {exc}", file=sys.stderr)
+            live = {}
+        for r in group:
+            state = r["state"] or (live[r["job_id"]].state.value if r["job_id"] in live else "?")
+            print(f"{r['job_id']:34} {r['name'][:20]:20} {(profile or '-')[:14]:14} {state:14} {r['time']}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    for record in _find(args.job_ids):
+        _session_for(record["profile"]).backend.cancel([record["job_id"]])
+        print(f"cancelled {record['job_id']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    name = runner.STDERR_FILE if args.stderr else runner.STDOUT_FILE
+    for record in _find([args.job_id]):
+        try:
+            data = _session_for(record["profile"]).transport.read_file(f"{record['directory']}/{name}")
+        except FileNotFoundError:
+            raise ClustrixError(f"no {name} for job {record['job_id']} (its directory was cleaned)") from None
+        sys.stdout.write(data.decode(errors="replace"))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for profile in args.profiles or [None]:
+        label = profile or "(no profile)"
+        try:
+            print(f"ok    {label}: {_session_for(profile).backend.check()}")
+        except ClustrixError as exc:
+            failed += 1
+            print(f"FAIL  {label}: {exc}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clustrix", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="installed backends and transports").set_defaults(run=cmd_backends)
+    sub.add_parser("profiles", help="configured profiles (* marks the default)").set_defaults(run=cmd_profiles)
+    jobs = sub.add_parser("jobs", help="your unfinished jobs and their states now")
+    jobs.add_argument("--all", action="store_true", help="finished jobs too")
+    jobs.set_defaults(run=cmd_jobs)
+    cancel = sub.add_parser("cancel", help="cancel jobs by id")
+    cancel.add_argument("job_ids", nargs="+")
+    cancel.set_defaults(run=cmd_cancel)
+    logs = sub.add_parser("logs", help="a job's stdout (or --stderr)")
+    logs.add_argument("job_id")
+    logs.add_argument("--stderr", action="store_true")
+    logs.set_defaults(run=cmd_logs)
+    check = sub.add_parser("check", help="probe profiles' schedulers")
+    check.add_argument("profiles", nargs="*")
+    check.set_defaults(run=cmd_check)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ClustrixError as exc:
+        print(f"clustrix: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

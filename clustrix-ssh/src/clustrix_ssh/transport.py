@@ -1,0 +1,447 @@
+"""The ``ssh`` transport: commands and files on a remote host over one reused SSH connection.
+
+Every transport with the same connection settings shares one fabric ``Connection`` per host;
+commands open a channel each on it (channels run concurrently), SFTP calls are serialized on
+one SFTP session. A connection that dropped (sshd restarted, network gone) is reopened on the
+next use. Host keys are checked against ``known_hosts`` and never silently added.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import fabric
+import paramiko
+from clustrix.config import ClusterConfig
+from clustrix.errors import BackendUnavailableError, ConfigError
+from clustrix.log import get_logger
+from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport
+
+CONNECT_TIMEOUT = 15
+# Seconds between keepalive packets, so idle connections survive NAT and firewall timeouts.
+KEEPALIVE = 30
+HOST_KEY_POLICIES = ("verify", "accept-new")
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_JUMP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>\d+))?$")
+_READ_CHUNK = 65536
+
+T = TypeVar("T")
+
+
+class Secret(str):
+    """A string that never shows itself in a repr, so a password cannot reach a log or a traceback."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ConfigError(f"port={value!r}: expected a TCP port number (1-65535)")
+    return value
+
+
+def _path(name: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name}={value!r}: expected a file path")
+        return value
+
+    return convert
+
+
+def _host_key_policy(value: Any) -> str:
+    if value not in HOST_KEY_POLICIES:
+        raise ConfigError(f"host_key_policy={value!r}: expected one of {', '.join(map(repr, HOST_KEY_POLICIES))}")
+    return value
+
+
+def _jump_host(value: Any) -> str:
+    if not isinstance(value, str) or not _JUMP.match(value):
+        raise ConfigError(f"jump_host={value!r}: expected 'host', 'user@host' or 'user@host:port'")
+    match = _JUMP.match(value)
+    assert match is not None
+    if match["port"] is not None:
+        _port(int(match["port"]))
+    return value
+
+
+def _password(value: Any) -> Secret:
+    if not isinstance(value, str) or not value:
+        raise ConfigError("password: expected a non-empty string")
+    return Secret(value)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The key's SHA256 fingerprint as OpenSSH prints it."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class UnknownHostKeyError(paramiko.SSHException):
+    def __init__(self, name: str, key: paramiko.PKey) -> None:
+        super().__init__(f"unknown host key for {name}")
+        self.name = name
+        self.key = key
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown keys, or with accept-new add them to the known_hosts file (changed keys never get here)."""
+
+    def __init__(self, known_hosts: Path, accept_new: bool) -> None:
+        self.known_hosts = known_hosts
+        self.accept_new = accept_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if not self.accept_new:
+            raise UnknownHostKeyError(hostname, key)
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Appended, never rewritten: the file's other entries, comments and hashed names stay as they are.
+        fd = os.open(self.known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        get_logger().warning(
+            "accepted new host key", host=hostname, key=fingerprint(key), known_hosts=str(self.known_hosts)
+        )
+
+
+@attrs.frozen
+class Endpoint:
+    """Everything that decides which SSH connection a transport uses; equal endpoints share one."""
+
+    host: str
+    port: int
+    user: str | None
+    identity_file: str | None
+    known_hosts: str
+    host_key_policy: str
+    jump_host: str | None
+    password: Secret | None = attrs.field(repr=False)
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> Endpoint:
+        if not config.host:
+            raise ConfigError(f"{config.label}: the ssh transport needs a `host` in the profile")
+        return cls(
+            host=config.host,
+            port=config.option("port", 22),
+            user=config.user,
+            identity_file=config.option("identity_file"),
+            known_hosts=config.option("known_hosts", DEFAULT_KNOWN_HOSTS),
+            host_key_policy=config.option("host_key_policy", "verify"),
+            jump_host=config.option("jump_host"),
+            password=config.option("password"),
+        )
+
+    @property
+    def where(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        via = f" via {self.jump_host}" if self.jump_host else ""
+        return f"{user}{self.host}:{self.port}{via}"
+
+
+class _Link:
+    """One host's SSH connection and SFTP session, opened on first use and reopened after a drop."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._lock = threading.Lock()
+        self._sftp_lock = threading.Lock()
+        self._connection: fabric.Connection | None = None
+        self._log = get_logger(host=endpoint.where)
+
+    def connection(self) -> fabric.Connection:
+        """The open connection, connecting (again) when there is none or it dropped."""
+        with self._lock:
+            conn = self._connection
+            if conn is not None and conn.is_connected:
+                return conn
+            if conn is not None:
+                self._log.warning("ssh connection lost, reconnecting")
+                _close_quietly(conn)
+            self._connection = self._open()
+            return self._connection
+
+    def drop(self, conn: fabric.Connection) -> None:
+        """Forget ``conn`` after a failure on it, unless another thread has already replaced it."""
+        with self._lock:
+            if self._connection is conn:
+                self._connection = None
+                _close_quietly(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                _close_quietly(self._connection)
+                self._connection = None
+
+    def sftp(self, operation: Callable[[paramiko.SFTPClient], T], what: str) -> T:
+        """Run an idempotent SFTP operation, once more on a new connection if the connection dropped."""
+        for attempt in (1, 2):
+            conn = self.connection()
+            try:
+                with self._sftp_lock:
+                    return operation(conn.sftp())
+            except FileNotFoundError:
+                raise
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if conn.is_connected:
+                    raise BackendUnavailableError(f"{self.endpoint.where}: {what}: {_words(exc)}") from exc
+                self.drop(conn)
+                if attempt == 2:
+                    raise BackendUnavailableError(
+                        f"{self.endpoint.where}: {what}: the connection dropped twice: {_words(exc)}"
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def open_session(self) -> paramiko.Channel:
+        """A new channel; a connection found dead at this point is reopened once (no command ran yet)."""
+        for attempt in (1, 2):
+            conn = self.connection()
+            try:
+                return conn.transport.open_session(timeout=CONNECT_TIMEOUT)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self.drop(conn)
+                if attempt == 2:
+                    raise BackendUnavailableError(
+                        f"{self.endpoint.where}: cannot open an SSH channel: {_words(exc)}"
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def _open(self) -> fabric.Connection:
+        e = self.endpoint
+        gateway = None
+        if e.jump_host:
+            match = _JUMP.match(e.jump_host)
+            assert match is not None
+            gateway = self._new_connection(match["host"], int(match["port"] or 22), match["user"] or e.user, None)
+        conn = self._new_connection(e.host, e.port, e.user, gateway)
+        try:
+            conn.open()
+        except UnknownHostKeyError as exc:
+            raise BackendUnavailableError(self._unknown_key_message(exc)) from exc
+        except paramiko.BadHostKeyException as exc:
+            raise BackendUnavailableError(self._changed_key_message(exc)) from exc
+        except paramiko.AuthenticationException as exc:
+            raise BackendUnavailableError(
+                f"{e.where}: authentication failed as {e.user or 'the local user'}: {_words(exc)}"
+            ) from exc
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise BackendUnavailableError(f"{e.where}: cannot connect: {_words(exc)}") from exc
+        finally:
+            if not conn.is_connected:
+                # A refused key leaves paramiko's transport thread running: end it, and the hop's.
+                _close_quietly(conn)
+                if gateway is not None:
+                    _close_quietly(gateway)
+        conn.transport.set_keepalive(KEEPALIVE)
+        self._log.info("ssh connected")
+        return conn
+
+    def _new_connection(
+        self, host: str, port: int, user: str | None, gateway: fabric.Connection | None
+    ) -> fabric.Connection:
+        e = self.endpoint
+        kwargs: dict[str, Any] = {}
+        if e.identity_file:
+            # Like IdentitiesOnly: the named key (and the agent), not every key in ~/.ssh.
+            kwargs.update(key_filename=[os.path.expanduser(e.identity_file)], look_for_keys=False)
+        if e.password:
+            kwargs["password"] = str(e.password)
+        conn = fabric.Connection(
+            host, user=user, port=port, connect_timeout=CONNECT_TIMEOUT, connect_kwargs=kwargs, gateway=gateway
+        )
+        known_hosts = Path(os.path.expanduser(e.known_hosts))
+        # fabric's default policy adds unknown keys silently: replaced before anything connects.
+        conn.client.set_missing_host_key_policy(_HostKeyPolicy(known_hosts, e.host_key_policy == "accept-new"))
+        if known_hosts.is_file():
+            conn.client.load_host_keys(str(known_hosts))
+        return conn
+
+    def _unknown_key_message(self, exc: UnknownHostKeyError) -> str:
+        e = self.endpoint
+        return (
+            f"{e.where}: refusing to connect: the host key of {exc.name} ({fingerprint(exc.key)}) is not in "
+            f"{e.known_hosts}. Check the fingerprint with the host's admins, then add it (e.g. "
+            f"`ssh-keyscan -p {e.port} {shlex.quote(e.host)} >> {e.known_hosts}`, or connect once with ssh), "
+            'or set host_key_policy = "accept-new" in the profile to accept unknown keys on first use'
+        )
+
+    def _changed_key_message(self, exc: paramiko.BadHostKeyException) -> str:
+        e = self.endpoint
+        name = known_hosts_name(exc.hostname, e.port)
+        return (
+            f"{e.where}: refusing to connect: the host key of {name} has CHANGED: {e.known_hosts} holds "
+            f"{fingerprint(exc.expected_key)} but the host offers {fingerprint(exc.key)}. Someone may be "
+            "intercepting the connection, or the host was reinstalled; once its admins confirm the new key, "
+            f"remove the old entry (`ssh-keygen -R {shlex.quote(name)} -f {e.known_hosts}`) and add the new one. "
+            'host_key_policy = "accept-new" never replaces a changed key'
+        )
+
+
+def _close_quietly(conn: fabric.Connection) -> None:
+    try:
+        conn.close()
+        conn.client.close()
+    except (paramiko.SSHException, EOFError, OSError):
+        pass  # already broken: there is nothing left to release
+
+
+def _words(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+_links: dict[Endpoint, _Link] = {}
+_links_lock = threading.Lock()
+
+
+def _link_for(endpoint: Endpoint) -> _Link:
+    with _links_lock:
+        link = _links.get(endpoint)
+        if link is None:
+            link = _links[endpoint] = _Link(endpoint)
+        return link
+
+
+class SSHTransport(Transport):
+    """A remote host over SSH: commands on channels of one shared connection, files over SFTP."""
+
+    options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
+        "port": _port,
+        "identity_file": _path("identity_file"),
+        "known_hosts": _path("known_hosts"),
+        "host_key_policy": _host_key_policy,
+        "jump_host": _jump_host,
+        "password": _password,
+    }
+
+    def __init__(self, config: ClusterConfig) -> None:
+        super().__init__(config)
+        self.endpoint = Endpoint.from_config(config)
+        self._link = _link_for(self.endpoint)
+        self._home: str | None = None
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> CommandResult:
+        command = command_line(argv, env)
+        channel = self._link.open_session()
+        deadline = time.monotonic() + timeout
+        try:
+            channel.exec_command(command)
+            if input:
+                channel.sendall(input)
+            channel.shutdown_write()
+            stdout, stderr = _collect(channel, deadline)
+            if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError
+            returncode = channel.recv_exit_status()
+        except TimeoutError as exc:
+            raise BackendUnavailableError(
+                f"{self.endpoint.where}: `{shlex.join(argv)}` did not answer within {timeout:g} s"
+            ) from exc
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            # The command may have run: never repeated here, the caller decides.
+            raise BackendUnavailableError(
+                f"{self.endpoint.where}: lost the connection while running `{shlex.join(argv)}`: {_words(exc)}"
+            ) from exc
+        finally:
+            channel.close()
+        return CommandResult(
+            argv=tuple(argv),
+            returncode=returncode,
+            stdout=stdout.decode(errors="replace"),
+            stderr=stderr.decode(errors="replace"),
+        )
+
+    def home(self) -> str:
+        if self._home is None:
+            # sftp-server starts in the user's home directory.
+            self._home = self._link.sftp(lambda sftp: sftp.normalize("."), "finding the home directory")
+        return self._home
+
+    def make_dirs(self, paths: Sequence[str], mode: int = 0o700) -> None:
+        # One command for all of them; the umask gives every created level the mode, as os.makedirs does.
+        script = f'umask {0o777 & ~mode:03o} && mkdir -p -- "$@"'
+        self.run(["sh", "-c", script, "sh", *paths]).check(BackendUnavailableError, "creating directories")
+
+    def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
+        def write(sftp: paramiko.SFTPClient) -> None:
+            for path, data in files.items():
+                tmp = f"{path}.tmp"
+                with sftp.open(tmp, "wb") as f:
+                    # The mode is set while the file is still empty, before any byte is in it.
+                    f.chmod(mode)
+                    f.set_pipelined(True)
+                    f.write(data)
+                sftp.posix_rename(tmp, path)
+
+        self._link.sftp(write, f"writing {len(files)} file(s)")
+
+    def read_file(self, path: str, tail: int | None = None) -> bytes:
+        def read(sftp: paramiko.SFTPClient) -> bytes:
+            with sftp.open(path, "rb") as f:
+                if tail is not None:
+                    f.seek(max(0, f.stat().st_size - tail))
+                return f.read()
+
+        return self._link.sftp(read, f"reading {path}")
+
+    def remove_tree(self, path: str) -> None:
+        self.run(["rm", "-rf", "--", path]).check(BackendUnavailableError, f"removing {path}")
+
+    def close(self) -> None:
+        self._link.close()
+
+
+def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """The remote shell's command line: every argument quoted, ``env`` as a quoted ``env K=V`` prefix."""
+    if not argv:
+        raise ValueError("empty command")
+    assignments = []
+    for name, value in (env or {}).items():
+        if not _ENV_NAME.match(name):
+            raise ConfigError(f"env: {name!r} is not a valid environment variable name")
+        assignments.append(f"{name}={value}")
+    return shlex.join(["env", *assignments, *argv] if assignments else list(argv))
+
+
+def _collect(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    """Read stdout and stderr together until the command closes them, so neither can fill up and block it."""
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        # The channel's fileno becomes readable on data for either stream and on EOF.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([channel], [], [], remaining)[0]:
+            raise TimeoutError
+        while channel.recv_ready():
+            stdout += channel.recv(_READ_CHUNK)
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(_READ_CHUNK)
+        if channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready():
+            return bytes(stdout), bytes(stderr)

@@ -1,0 +1,119 @@
+"""Resource strings, profiles and decorator arguments: strict parsing and clear errors."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from clustrix import ConfigError, Resources, cluster
+from clustrix.config import resolve
+from clustrix.resources import format_time, parse_memory, parse_time
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512MB", 512 * 1024**2),
+        ("1GB", 1024**3),
+        ("1.5G", int(1.5 * 1024**3)),
+        ("2GiB", 2 * 1024**3),
+        ("100k", 100 * 1024),
+        (1048576, 1048576),
+        ("4096", 4096),
+    ],
+)
+def test_memory_strings(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "lots", "-1GB", "1.2.3G", "12 parsecs", 0, -5, True, 1.5, "0MB"])
+def test_bad_memory_names_the_parameter_and_value(bad):
+    with pytest.raises(ConfigError, match=r"memory=") as info:
+        parse_memory(bad)
+    assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("01:00:00", 3600),
+        ("00:05:00", 300),
+        ("1-02:03:04", 93784),
+        (30, 1800),
+        ("90", 5400),
+        (datetime.timedelta(minutes=2, seconds=30), 150),
+    ],
+)
+def test_time_strings(text, seconds):
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["1h", "00:61:00", "-01:00:00", "00:00:00", 0, -3, "soon", True])
+def test_bad_time(bad):
+    with pytest.raises(ConfigError, match=r"time="):
+        parse_time(bad)
+
+
+def test_format_time():
+    assert format_time(93784) == "1-02:03:04"
+    assert format_time(59) == "00:00:59"
+
+
+def test_bad_resources_fail_at_decoration():
+    with pytest.raises(ConfigError, match="memory='eight gigs'"):
+        cluster(memory="eight gigs")(print)
+    with pytest.raises(ConfigError, match="cores=0"):
+        cluster(cores=0)(print)
+
+
+def test_partition_is_queue():
+    assert Resources.from_settings({"partition": "debug"}).queue == "debug"
+    with pytest.raises(ConfigError, match="disagree"):
+        Resources.from_settings({"partition": "debug", "queue": "long"})
+
+
+def test_unknown_backend_lists_installed(local_profile):
+    with pytest.raises(ConfigError, match=r"unknown backend 'nosuch'; installed: .*local"):
+        resolve(None, {"backend": "nosuch"})
+
+
+def test_unknown_profile_lists_known(local_profile):
+    local_profile("alpha")
+    with pytest.raises(ConfigError, match=r"unknown profile 'beta' \(known: alpha"):
+        resolve("beta", {})
+
+
+def test_unknown_key_lists_known_keys(local_profile):
+    name = local_profile(partitoin="debug")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) partitoin .* known keys: .*partition"):
+        resolve(name, {})
+
+
+def test_profile_chosen_by_environment_and_overridden_by_decorator(local_profile, monkeypatch):
+    local_profile("envchosen", cores=2, cleanup="never")
+    monkeypatch.setenv("CLUSTRIX_PROFILE", "envchosen")
+    config, job = resolve(None, {"cores": 1})
+    assert config.profile == "envchosen" and config.cleanup == "never"
+    assert job["cores"] == 1
+
+
+def test_bad_cluster_key_values(local_profile):
+    with pytest.raises(ConfigError, match="cleanup='sometimes'"):
+        resolve(local_profile(cleanup="sometimes"), {})
+
+
+def test_malformed_toml_names_the_file(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[profiles.x\nbackend = 1")
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(bad))
+    with pytest.raises(ConfigError, match="bad.toml"):
+        resolve("x", {})
+
+
+def test_invalid_env_name_is_refused(local_profile):
+    @cluster(profile=local_profile(), env={"BAD NAME; touch /tmp/x": "1"})
+    def f():
+        return 1
+
+    with pytest.raises(ConfigError, match="not a valid environment variable name"):
+        f()
