@@ -106,7 +106,7 @@ def test_malformed_toml_names_the_file(tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text("[profiles.x\nbackend = 1")
     monkeypatch.setenv("CLUSTRIX_CONFIG", str(bad))
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         resolve("x", {})
 
 

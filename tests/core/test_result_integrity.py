@@ -13,23 +13,22 @@ from clustrix import ResultCorruptError, ResultMissingError, ResultTamperedError
 
 def damage(how: str) -> int:
     import atexit
-    import os
     import sys
+    from pathlib import Path
 
-    path = os.path.join(sys.argv[1], "result.pkl")
+    path = Path(sys.argv[1]) / "result.pkl"
 
     def act():
         if how == "flip":
-            data = bytearray(open(path, "rb").read())
+            data = bytearray(path.read_bytes())
             data[len(data) // 2] ^= 0xFF
-            open(path, "wb").write(bytes(data))
+            path.write_bytes(bytes(data))
         elif how == "truncate":
-            data = open(path, "rb").read()
-            open(path, "wb").write(data[: len(data) - 10])
+            path.write_bytes(path.read_bytes()[:-10])
         elif how == "garbage":
-            open(path, "wb").write(b"not an envelope")
+            path.write_bytes(b"not an envelope")
         elif how == "remove":
-            os.remove(path)
+            path.unlink()
 
     atexit.register(act)
     return 42
