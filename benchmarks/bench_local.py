@@ -1,0 +1,57 @@
+"""Local backend overhead, printed as figures with ratios against baselines measured in the same run.
+
+    .venv/bin/python benchmarks/bench_local.py [N]
+
+- a trivial call through the whole path (serialize, stage, job.sh, runner, poll, fetch)
+  against the floor of starting the same interpreter to run cloudpickle.loads on nothing;
+- ``import clustrix`` in a new interpreter against a bare interpreter start.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from clustrix import cluster
+
+
+def median_seconds(fn, n: int) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(n: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="clustrix-bench-"))
+    trivial = cluster(workdir=str(workdir))(abs)
+    trivial(-1)  # warm: session, monitor thread, page cache
+
+    floor = median_seconds(lambda: subprocess.run([sys.executable, "-c", "import cloudpickle"], check=True), n)
+    call = median_seconds(lambda: trivial(-1), n)
+    print(
+        f"trivial call, median of {n}: clustrix local {call * 1000:.1f} ms, "
+        f"floor (python -c 'import cloudpickle') {floor * 1000:.1f} ms, ratio {call / floor:.2f}x"
+    )
+
+    bare = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), n)
+    imported = median_seconds(lambda: subprocess.run([sys.executable, "-c", "import clustrix"], check=True), n)
+    print(
+        f"import clustrix, median of {n}: {imported * 1000:.1f} ms, bare interpreter {bare * 1000:.1f} ms, "
+        f"cost {(imported - bare) * 1000:.1f} ms"
+    )
+
+    start = time.perf_counter()
+    futures = trivial.map(range(-100, 0))
+    assert [f.result() for f in futures] == list(range(100, 0, -1))
+    print(f"100-call map: {time.perf_counter() - start:.2f} s")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
