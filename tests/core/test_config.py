@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+
 from clustrix import ConfigError, Resources, cluster
 from clustrix.config import resolve
 from clustrix.resources import format_time, parse_memory, parse_time

@@ -10,8 +10,9 @@ import stat
 import time
 from pathlib import Path
 
-import clustrix
 import pytest
+
+import clustrix
 from clustrix import (
     JobCancelledError,
     JobOutOfMemoryError,
@@ -22,7 +23,6 @@ from clustrix import (
     SubmissionError,
     cluster,
 )
-
 from tests.conftest import process_gone
 
 

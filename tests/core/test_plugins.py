@@ -6,6 +6,7 @@ import logging
 import os
 
 import pytest
+
 from clustrix import JobState, cluster, hookimpl
 from clustrix.log import get_logger
 from clustrix.plugins import backends, plugin_manager

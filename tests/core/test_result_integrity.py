@@ -8,6 +8,7 @@ which a shared filesystem could alter, truncate, swap or lose it.
 from __future__ import annotations
 
 import pytest
+
 from clustrix import ResultCorruptError, ResultMissingError, ResultTamperedError, cluster
 
 
