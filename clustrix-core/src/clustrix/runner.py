@@ -187,6 +187,7 @@ def run_job(jobdir: str) -> bool:
                 outcome = {"ok": True, "value": value}
                 returned = True
     meta["end"] = _now()
+    meta["limits"] = _limits()
     meta["outcome"] = "returned" if returned else "raised"
     try:
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
@@ -198,6 +199,26 @@ def run_job(jobdir: str) -> bool:
     _write_atomic(os.path.join(jobdir, RESULT_FILE), result)
     _write_atomic(os.path.join(jobdir, META_FILE), json.dumps(meta, indent=1).encode())
     return returned
+
+
+def _limits() -> dict:
+    """What this process was actually given and used, as the operating system sees it."""
+    limits: dict = {}
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        limits["address_space"] = None if soft == resource.RLIM_INFINITY else soft
+        # ru_maxrss is in KiB on Linux; children covers worker processes (pmap) that have ended.
+        usage = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        )
+        limits["peak_rss"] = usage * 1024
+    except ImportError:
+        pass
+    if hasattr(os, "sched_getaffinity"):
+        limits["cpus"] = len(os.sched_getaffinity(0))
+    return limits
 
 
 def _user() -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from clustrix import JobState, JobStatus, hookimpl
+from clustrix import Job, JobState, JobStatus, hookimpl
 from clustrix.backend import Backend, StagedJob
+from clustrix.validation import Allocation
 
 _ids = itertools.count(1)
 
@@ -20,11 +21,14 @@ class SerialShellBackend(Backend):
         super().__init__(*args, **kwargs)
         self._done: dict[str, JobStatus] = {}
 
-    def submit(self, jobs: Sequence[StagedJob]) -> list[str]:
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
         ids = []
         for job in jobs:
             job_id = f"example-{next(_ids)}"
-            script = "\n".join([f"export CLUSTRIX_JOB_ID={job_id}", *self.run_lines([job])])
+            cores = job.spec.resources.cores
+            script = "\n".join(
+                [f"export CLUSTRIX_JOB_ID={job_id}", f"export CLUSTRIX_CORES={cores}", *self.run_lines([job])]
+            )
             result = self.transport.run(["sh", "-c", script])
             state = JobState.COMPLETED if result.ok else JobState.FAILED
             self._done[job_id] = JobStatus(state, exit_code=result.returncode)
@@ -37,6 +41,9 @@ class SerialShellBackend(Backend):
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Every job has ended by the time submit returns: nothing to cancel."""
 
+    def knows(self, job_id: str) -> bool:
+        return job_id in self._done
+
     def check(self) -> str:
         return "runs jobs with sh at submit time"
 
@@ -44,3 +51,17 @@ class SerialShellBackend(Backend):
 @hookimpl
 def clustrix_backends() -> Mapping[str, type[Backend]]:
     return {"example": SerialShellBackend}
+
+
+@hookimpl
+def clustrix_job_in_queue(job: Job) -> bool | None:
+    backend = job.session.backend
+    return backend.knows(job.job_id) if isinstance(backend, SerialShellBackend) else None
+
+
+@hookimpl
+def clustrix_job_allocation(job: Job) -> Allocation | None:
+    """No limits are enforced: the job had the whole machine, as the runner saw it."""
+    if not isinstance(job.session.backend, SerialShellBackend) or job.meta is None:
+        return None
+    return Allocation(cores=job.meta["limits"]["cpus"], nodes=(job.meta["host"],))
