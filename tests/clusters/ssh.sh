@@ -17,6 +17,8 @@
 
 SSH_DIR=$STATE/ssh
 SSH_KEY=$STATE/keys/id_ed25519
+SSH_PASSWORD_USER=cxpass
+SSH_PASSWORD_FILE=$STATE/keys/cxpass.password
 SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
 SSH_VENV=/opt/clustrix-test/venv
 
@@ -100,6 +102,18 @@ _ssh_user_and_key() {
     chmod 644 "$SSH_KEY.pub"
 
     _ssh_install_authorized_key "$home"
+    _ssh_password_user
+}
+
+# _ssh_password_user: a second test user who logs in with a generated password (kept root-only in
+# $SSH_PASSWORD_FILE); tests hand it over the way CI secrets arrive, in $CLUSTRIX_SSH_PASSWORD.
+_ssh_password_user() {
+    id "$SSH_PASSWORD_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$SSH_PASSWORD_USER"
+    if [ ! -s "$SSH_PASSWORD_FILE" ]; then
+        (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$SSH_PASSWORD_FILE")
+    fi
+    chmod 600 "$SSH_PASSWORD_FILE"
+    echo "$SSH_PASSWORD_USER:$(cat "$SSH_PASSWORD_FILE")" | chpasswd
 }
 
 # _ssh_install_authorized_key HOME: HOME/.ssh/authorized_keys holds the client key, owned by the user.
@@ -139,7 +153,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitEmptyPasswords no
 PermitRootLogin no
-AllowUsers $TEST_USER
+AllowUsers $TEST_USER $SSH_PASSWORD_USER
 # No PAM stack to speak of without systemd; see _ssh_user_and_key for the locked-password issue.
 UsePAM no
 StrictModes yes
@@ -153,6 +167,9 @@ MaxStartups 100:30:200
 MaxSessions 100
 Subsystem sftp /usr/lib/openssh/sftp-server
 LogLevel INFO
+# The one account that logs in with a password, to test password auth and its lookup for real.
+Match User $SSH_PASSWORD_USER
+    PasswordAuthentication yes
 EOF
     /usr/sbin/sshd -t -f "$dir/sshd_config.tmp" || die "sshd rejects $dir/sshd_config.tmp"
     if cmp -s "$dir/sshd_config.tmp" "$dir/sshd_config"; then
@@ -297,6 +314,17 @@ workdir = "$(_ssh_home)/clustrix-jobs"
 python = "$SSH_VENV/bin/python"
 
 EOF
+    write_profile ssh-password <<EOF
+[profiles.ssh-password]
+backend = "ssh"
+host = "$SSH_LOCAL_ADDR"
+port = $SSH_LOCAL_PORT
+user = "$SSH_PASSWORD_USER"
+known_hosts = "$SSH_KNOWN_HOSTS"
+workdir = "clustrix-jobs"
+python = "$SSH_VENV/bin/python"
+
+EOF
     write_profile ssh-remote <<EOF
 [profiles.ssh-remote]
 backend = "ssh"
@@ -351,7 +379,7 @@ ssh_up() {
     _ssh_verify ssh-remote "$SSH_REMOTE_ADDR" "$SSH_REMOTE_PORT"
 
     _ssh_profiles
-    log "ssh: profiles ssh-local, ssh-remote in $STATE/clustrix.toml"
+    log "ssh: profiles ssh-local, ssh-remote, ssh-password in $STATE/clustrix.toml"
 }
 
 ssh_down() {
@@ -362,7 +390,7 @@ ssh_down() {
     # Deleting the namespace also deletes the veth pair; the explicit del covers half-built states.
     ip netns del "$SSH_NETNS" 2>/dev/null || true
     ip link del "$SSH_VETH_HOST" 2>/dev/null || true
-    remove_profiles ssh-local ssh-remote
+    remove_profiles ssh-local ssh-remote ssh-password
     log "ssh: down (kept $STATE/keys, $SSH_DIR, $SSH_VENV and user $TEST_USER)"
 }
 

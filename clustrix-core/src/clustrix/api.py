@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from clustrix.config import resolve
+from clustrix.errors import ConfigError
 from clustrix.job import ClusterFuture
 from clustrix.resources import Resources
 from clustrix.session import ClusterSession, get_session
@@ -41,16 +42,22 @@ class ClusterFunction(Generic[P, R]):
         """Submit one call; the future's ``result()`` waits for it."""
         return self._submit([(args, kwargs)])[0]
 
-    def map(self, *iterables: Iterable[Any]) -> list[ClusterFuture]:
-        """Submit ``fn(*args)`` for each tuple of ``zip(*iterables)`` as one batch; futures in order."""
-        return self._submit([(args, {}) for args in zip(*iterables, strict=False)])
+    def map(self, *iterables: Iterable[Any], chunksize: int = 1) -> list[ClusterFuture]:
+        """Submit ``fn(*args)`` for each tuple of ``zip(*iterables)`` as one batch; futures in order.
+
+        ``chunksize=k`` runs k consecutive calls one after another in one scheduler task,
+        for calls too short to be worth a task each; every call still has its own future.
+        """
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ConfigError(f"chunksize={chunksize!r}: expected a whole number of at least 1")
+        return self._submit([(args, {}) for args in zip(*iterables, strict=False)], chunksize)
 
     def session(self) -> ClusterSession:
         """The cluster session this function's calls go to under the current configuration."""
         config, _ = resolve(self.profile, self.settings)
         return get_session(config)
 
-    def _submit(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[ClusterFuture]:
+    def _submit(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], chunksize: int = 1) -> list[ClusterFuture]:
         if not calls:
             return []
         config, job = resolve(self.profile, self.settings)
@@ -69,7 +76,7 @@ class ClusterFunction(Generic[P, R]):
             )
             for args, kwargs in calls
         ]
-        return get_session(config).submit(specs)
+        return get_session(config).submit(specs, chunksize)
 
 
 @overload

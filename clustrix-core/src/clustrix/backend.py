@@ -56,8 +56,13 @@ class Backend(abc.ABC):
         return f"{self.workdir}/{key}"
 
     @abc.abstractmethod
-    def submit(self, jobs: Sequence[StagedJob]) -> list[str]:
-        """Submit the batch; return each job's scheduler id, in order. Raise SubmissionError."""
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+        """Submit the batch; return each job's scheduler id, in order. Raise SubmissionError.
+
+        ``chunksize`` asks for that many consecutive calls per scheduler task (the runner
+        runs them in order); those calls may then share one id. A backend with no use
+        for it may ignore it.
+        """
 
     @abc.abstractmethod
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:

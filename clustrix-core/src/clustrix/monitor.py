@@ -25,6 +25,7 @@ class Monitor:
         self.session = session
         self.config = session.config
         self.polls = 0
+        # Keyed by job key: calls chunked into one scheduler task share its job id.
         self._jobs: dict[str, Job] = {}
         self._wake = threading.Condition()
         self._woken = False
@@ -33,7 +34,7 @@ class Monitor:
 
     def watch(self, jobs: list[Job]) -> None:
         with self._wake:
-            self._jobs.update((job.job_id, job) for job in jobs)
+            self._jobs.update((job.key, job) for job in jobs)
             self._woken = True
             self._wake.notify()
             if self._thread is None or not self._thread.is_alive():
@@ -56,7 +57,7 @@ class Monitor:
                 self._woken = False
                 jobs = list(self._jobs.values())
             try:
-                statuses = self.session.backend.poll([job.job_id for job in jobs])
+                statuses = self.session.backend.poll(list(dict.fromkeys(job.job_id for job in jobs)))
                 self.polls += 1
                 failing_since = None
             except ClustrixError as exc:
@@ -74,7 +75,7 @@ class Monitor:
                 changed |= self.session.record(job, status)
                 if status.state.finished:
                     with self._wake:
-                        self._jobs.pop(job.job_id, None)
+                        self._jobs.pop(job.key, None)
                     self.session.finish(job)
             interval = self.config.poll_interval if changed else min(interval * BACKOFF, self.config.poll_interval_max)
             with self._wake:
@@ -90,5 +91,5 @@ class Monitor:
         )
         for job in jobs:
             with self._wake:
-                self._jobs.pop(job.job_id, None)
+                self._jobs.pop(job.key, None)
             self.session.abandon(job, error)

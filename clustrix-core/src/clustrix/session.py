@@ -40,6 +40,7 @@ class ClusterSession:
         self.transport = plugins.transport_class(config.transport)(config)
         self.backend = plugins.backend_class(config.backend)(config, self.transport)
         self.monitor = Monitor(self)
+        # Keyed by job key: calls chunked into one scheduler task share its job id.
         self._futures: dict[str, ClusterFuture] = {}
         self._lock = threading.Lock()
         self._log = get_logger(cluster=config.label)
@@ -47,7 +48,7 @@ class ClusterSession:
 
     # -- submission -------------------------------------------------------------------
 
-    def submit(self, specs: Sequence[JobSpec]) -> list[ClusterFuture]:
+    def submit(self, specs: Sequence[JobSpec], chunksize: int = 1) -> list[ClusterFuture]:
         serializer = plugins.serializer()
         workdir = self.backend.workdir
         staged, keys, files = [], [], {}
@@ -63,7 +64,7 @@ class ClusterSession:
         self.transport.make_dirs([workdir, *(job.directory for job in staged)], 0o700)
         self.transport.write_files(files, 0o600)
         try:
-            job_ids = self.backend.submit(staged)
+            job_ids = self.backend.submit(staged, chunksize=chunksize)
         except BaseException:
             for job in staged:
                 self.transport.remove_tree(job.directory)
@@ -74,7 +75,7 @@ class ClusterSession:
         ]
         futures = [ClusterFuture(job) for job in jobs]
         with self._lock:
-            self._futures.update((job.job_id, fut) for job, fut in zip(jobs, futures, strict=True))
+            self._futures.update((job.key, fut) for job, fut in zip(jobs, futures, strict=True))
         for job in jobs:
             self._log.info("job submitted", job_id=job.job_id, key=job.key, name=job.spec.name)
             self._fire("clustrix_job_submitted", job=job)
@@ -136,7 +137,7 @@ class ClusterSession:
 
     def _settle(self, job: Job, done: Outcome) -> None:
         with self._lock:
-            future = self._futures.pop(job.job_id, None)
+            future = self._futures.pop(job.key, None)
         if future is None or future.done():
             return
         if done.ok:
@@ -165,7 +166,7 @@ class ClusterSession:
     # -- user requests ------------------------------------------------------------------
 
     def cancel(self, jobs: Sequence[Job]) -> None:
-        self.backend.cancel([job.job_id for job in jobs])
+        self.backend.cancel(list(dict.fromkeys(job.job_id for job in jobs)))
         for job in jobs:
             self._log.info("job cancel requested", job_id=job.job_id)
 

@@ -34,10 +34,10 @@ class SSHBackend(ProcessBackend):
         self._versions_lock = threading.Lock()
         self._log = get_logger(cluster=self.config.label)
 
-    def submit(self, jobs: Sequence[StagedJob]) -> list[str]:
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
         for spec in {(job.spec.python, job.spec.setup): job.spec for job in jobs}.values():
             self._check_python(spec)
-        return super().submit(jobs)
+        return super().submit(jobs, chunksize)
 
     def _check_python(self, spec: JobSpec) -> None:
         python = self.python_for(spec)

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from clustrix import hookimpl
 from clustrix.backend import Backend
 from clustrix.transport import Transport
-
 from clustrix_ssh.backend import SSHBackend
 from clustrix_ssh.transport import SSHTransport
 

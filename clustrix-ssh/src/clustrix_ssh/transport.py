@@ -14,6 +14,7 @@ import os
 import re
 import select
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,9 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import fabric
 import paramiko
+
 from clustrix.config import ClusterConfig
+from clustrix.credentials import lookup
 from clustrix.errors import BackendUnavailableError, ConfigError
 from clustrix.log import get_logger
 from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport
@@ -85,6 +88,16 @@ def _password(value: Any) -> Secret:
     if not isinstance(value, str) or not value:
         raise ConfigError("password: expected a non-empty string")
     return Secret(value)
+
+
+PASSWORD_VARIABLE = "CLUSTRIX_SSH_PASSWORD"  # noqa: S105 - a variable name, not a password
+
+
+def _password_lookup(configured: Secret | None) -> str | None:
+    """The password, when the profile or the environment gives one (literal, op://, or $CLUSTRIX_SSH_PASSWORD[_OP])."""
+    if configured is None and not (os.environ.get(PASSWORD_VARIABLE) or os.environ.get(f"{PASSWORD_VARIABLE}_OP")):
+        return None
+    return lookup("ssh password", configured=None if configured is None else str(configured), env=[PASSWORD_VARIABLE])
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -201,12 +214,16 @@ class _Link:
             conn = self.connection()
             try:
                 with self._sftp_lock:
-                    return operation(conn.sftp())
+                    sftp = conn.sftp()
+                    # Without a timeout a reply lost with the network would hold the lock forever.
+                    sftp.get_channel().settimeout(COMMAND_TIMEOUT)
+                    return operation(sftp)
             except FileNotFoundError:
                 raise
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                if conn.is_connected:
+                if conn.is_connected and not isinstance(exc, TimeoutError):
                     raise BackendUnavailableError(f"{self.endpoint.where}: {what}: {_words(exc)}") from exc
+                # Dead, or silent past the timeout (the SFTP session cannot be trusted after a lost reply).
                 self.drop(conn)
                 if attempt == 2:
                     raise BackendUnavailableError(
@@ -220,6 +237,11 @@ class _Link:
             conn = self.connection()
             try:
                 return conn.transport.open_session(timeout=CONNECT_TIMEOUT)
+            except paramiko.ChannelException as exc:
+                # The server answered (e.g. MaxSessions reached): the connection is alive, keep it.
+                raise BackendUnavailableError(
+                    f"{self.endpoint.where}: the server refused an SSH channel: {_words(exc)}"
+                ) from exc
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self.drop(conn)
                 if attempt == 2:
@@ -252,9 +274,11 @@ class _Link:
             if not conn.is_connected:
                 # A refused key leaves paramiko's transport thread running: end it, and the hop's.
                 _close_quietly(conn)
-                if gateway is not None:
-                    _close_quietly(gateway)
         conn.transport.set_keepalive(KEEPALIVE)
+        if isinstance(conn.transport.sock, socket.socket):
+            # Each request is a few small packets waiting on an answer: Nagle's algorithm would hold
+            # them back for the peer's delayed ACK (40 ms on Linux) at every round trip.
+            conn.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._log.info("ssh connected")
         return conn
 
@@ -266,16 +290,22 @@ class _Link:
         if e.identity_file:
             # Like IdentitiesOnly: the named key (and the agent), not every key in ~/.ssh.
             kwargs.update(key_filename=[os.path.expanduser(e.identity_file)], look_for_keys=False)
-        if e.password:
-            kwargs["password"] = str(e.password)
+        password = _password_lookup(e.password)
+        if password:
+            kwargs["password"] = password
         conn = fabric.Connection(
             host, user=user, port=port, connect_timeout=CONNECT_TIMEOUT, connect_kwargs=kwargs, gateway=gateway
         )
         known_hosts = Path(os.path.expanduser(e.known_hosts))
-        # fabric's default policy adds unknown keys silently: replaced before anything connects.
-        conn.client.set_missing_host_key_policy(_HostKeyPolicy(known_hosts, e.host_key_policy == "accept-new"))
-        if known_hosts.is_file():
-            conn.client.load_host_keys(str(known_hosts))
+        policy = _HostKeyPolicy(known_hosts, e.host_key_policy == "accept-new")
+        # fabric's default policy adds unknown keys silently: replaced before anything connects, on this
+        # connection and on every hop, ours or one that fabric built from a ProxyJump in ~/.ssh/config.
+        hop: object = conn
+        while isinstance(hop, fabric.Connection):
+            hop.client.set_missing_host_key_policy(policy)
+            if known_hosts.is_file():
+                hop.client.load_host_keys(str(known_hosts))
+            hop = hop.gateway
         return conn
 
     def _unknown_key_message(self, exc: UnknownHostKeyError) -> str:
@@ -300,11 +330,15 @@ class _Link:
 
 
 def _close_quietly(conn: fabric.Connection) -> None:
-    try:
-        conn.close()
-        conn.client.close()
-    except (paramiko.SSHException, EOFError, OSError):
-        pass  # already broken: there is nothing left to release
+    """Close the connection and every hop it went through."""
+    hop: object = conn
+    while isinstance(hop, fabric.Connection):
+        try:
+            hop.close()
+            hop.client.close()
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # already broken: there is nothing left to release
+        hop = hop.gateway
 
 
 def _words(exc: BaseException) -> str:

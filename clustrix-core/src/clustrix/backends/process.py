@@ -78,7 +78,19 @@ class ProcessBackend(Backend):
     def check(self) -> str:
         return f"{self.cores} cores"
 
-    def submit(self, jobs: Sequence[StagedJob]) -> list[str]:
+    def knows(self, key: str) -> bool:
+        """Queued here, or started on the host (its pid file exists)."""
+        with self._lock:
+            if any(job.key == key for job in self._queue):
+                return True
+        try:
+            self.transport.read_file(f"{self.job_directory(key)}/pid")
+        except FileNotFoundError:
+            return False
+        return True
+
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+        """Each call is its own process group whatever ``chunksize`` says: starting one costs little here."""
         for job in jobs:
             if job.spec.resources.cores > self.cores:
                 raise SubmissionError(f"job asks for {job.spec.resources.cores} cores but the host has {self.cores}")
@@ -159,6 +171,7 @@ class ProcessBackend(Backend):
             f"# clustrix job {job.key}",
             f"export CLUSTRIX_JOB_ID={shlex.quote(job.key)}",
             f"export CLUSTRIX_CORES={resources.cores}",
+            *([f"export CLUSTRIX_TIME_LIMIT={resources.time}"] if resources.time else []),
             *self.run_lines([job])[:-1],
         ]
         if resources.memory:

@@ -1,0 +1,277 @@
+"""The ``slurm`` backend: sbatch scripts rendered from Resources, job arrays for maps, batched polling.
+
+Every command goes through the transport (this machine or a login node over SSH) with
+``SLURM_CONF`` set when the profile names one. One call is one ``sbatch`` job; a batch
+of several is ONE job array (split only past the cluster's ``MaxArraySize``) whose task
+N reads its job directories from line N+1 of a tasks file. A poll is one ``sacct`` for
+every job when accounting works (asked once per backend), else ``squeue``, with
+``scontrol`` for the exit code of jobs that ended; jobs accounting has not recorded yet
+(slurmdbd lags submission by a moment) are looked up with ``squeue`` too.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from clustrix.backend import Backend, StagedJob
+from clustrix.errors import BackendUnavailableError, ConfigError, SubmissionError
+from clustrix.log import get_logger
+from clustrix.resources import Resources, format_time
+from clustrix.state import JobState, JobStatus
+from clustrix.transport import CommandResult
+from clustrix_slurm import parse
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_MAX_ARRAY = re.compile(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
+# Words of Slurm's client library when the controller cannot be reached at all.
+_UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes")
+_UNKNOWN_ID = "Invalid job id specified"
+_SACCT_FIELDS = "JobID,State,ExitCode,Reason,NodeList"
+_SQUEUE_FORMAT = "%i|%T|%r|%N"
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"slurm_conf={value!r}: expected the path of a slurm.conf")
+    return value
+
+
+def _throttle(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"array_throttle={value!r}: expected a whole number of at least 1")
+    return value
+
+
+class SlurmBackend(Backend):
+    """Slurm through its command-line tools; job ids are Slurm's (``123``, or ``123_4`` for array tasks)."""
+
+    options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {"slurm_conf": _path, "array_throttle": _throttle}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._accounting: bool | None = None
+        self._max_array_size: int | None = None
+        # Base ids of jobs submitted with --mem: their SIGKILL is a memory kill.
+        self._memory_limited: set[str] = set()
+        self._log = get_logger(cluster=self.config.label)
+
+    # -- talking to Slurm ---------------------------------------------------------------
+
+    def _run(self, argv: Sequence[str]) -> CommandResult:
+        conf = self.config.option("slurm_conf")
+        return self.transport.run(argv, env={"SLURM_CONF": conf} if conf else None)
+
+    def _query(self, argv: Sequence[str], what: str) -> str:
+        """stdout of a query; an id Slurm has forgotten is an empty answer, other failures raise."""
+        result = self._run(argv)
+        if not result.ok and _UNKNOWN_ID in result.stderr:
+            return ""
+        return result.check(BackendUnavailableError, what).stdout
+
+    def check(self) -> str:
+        result = self._run(["scontrol", "ping"]).check(BackendUnavailableError, "asking slurmctld")
+        return result.stdout.strip()
+
+    @property
+    def accounting(self) -> bool:
+        """Whether ``sacct`` answers here; asked once, since it only changes with the cluster's setup."""
+        with self._lock:
+            if self._accounting is None:
+                result = self._run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"])
+                self._accounting = result.ok
+                if not result.ok:
+                    self._log.info(
+                        "sacct unusable, polling with squeue and scontrol", answer=result.stderr.strip()[-300:]
+                    )
+            return self._accounting
+
+    @property
+    def max_array_size(self) -> int:
+        """The cluster's MaxArraySize: an array's indices must stay below it. Asked once."""
+        with self._lock:
+            if self._max_array_size is None:
+                config = self._run(["scontrol", "show", "config"]).check(BackendUnavailableError, "reading config")
+                match = _MAX_ARRAY.search(config.stdout)
+                # Slurm's documented default when the line is absent.
+                self._max_array_size = int(match[1]) if match else 1001
+            return self._max_array_size
+
+    # -- submission ---------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+        chunks = [list(jobs[i : i + chunksize]) for i in range(0, len(jobs), chunksize)]
+        if len(chunks) == 1:
+            job_id = self._submit_single(chunks[0])
+            return [job_id] * len(chunks[0])
+        ids: list[str] = []
+        batch_dir = f"{self.workdir}/batch-{uuid.uuid4().hex}"
+        self.transport.make_dirs([batch_dir], 0o700)
+        submitted: list[str] = []
+        per_array = self.max_array_size
+        try:
+            for number, start in enumerate(range(0, len(chunks), per_array)):
+                group = chunks[start : start + per_array]
+                array_id = self._submit_array(group, batch_dir, number)
+                submitted.append(array_id)
+                ids += [f"{array_id}_{index}" for index, chunk in enumerate(group) for _ in chunk]
+        except BaseException:
+            # All of the batch or none of it: the caller cleans the job directories.
+            if submitted:
+                self.cancel(submitted)
+            raise
+        return ids
+
+    def _submit_single(self, chunk: list[StagedJob]) -> str:
+        directory = chunk[0].directory
+        lines = [
+            "#!/bin/bash",
+            *self._directives(chunk[0], f"{directory}/stdout", f"{directory}/stderr"),
+            "export CLUSTRIX_JOB_ID=$SLURM_JOB_ID",
+            "export CLUSTRIX_CORES=${SLURM_CPUS_PER_TASK:-1}",
+            *self.run_lines(chunk),
+        ]
+        script = f"{directory}/job.sh"
+        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
+        return self._sbatch(script, chunk[0])
+
+    def _submit_array(self, group: list[list[StagedJob]], batch_dir: str, number: int) -> str:
+        first = group[0][0]
+        tasks = f"{batch_dir}/tasks-{number}"
+        throttle = self.config.option("array_throttle")
+        array = f"0-{len(group) - 1}" + (f"%{throttle}" if throttle else "")
+        python = shlex.quote(self.python_for(first.spec))
+        lines = [
+            "#!/bin/bash",
+            # One file for the whole array: only what fails before the redirect below lands here.
+            *self._directives(first, f"{batch_dir}/slurm-%A.out", f"{batch_dir}/slurm-%A.out"),
+            f"#SBATCH --array={array}",
+            "export CLUSTRIX_JOB_ID=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}",
+            "export CLUSTRIX_CORES=${SLURM_CPUS_PER_TASK:-1}",
+            # This task's job directories, shell-quoted on its line of the tasks file.
+            f'eval "set -- $(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {shlex.quote(tasks)})"',
+            # Setup's output belongs with the task's first call, where the client reads stderr.
+            'exec >>"$1/stdout" 2>>"$1/stderr"',
+            *self.run_lines([first])[:-1],
+            f'{python} "$1/runner.py" "$@"',
+        ]
+        task_lines = "".join(" ".join(shlex.quote(job.directory) for job in chunk) + "\n" for chunk in group)
+        script = f"{batch_dir}/array-{number}.sh"
+        self.transport.write_files({tasks: task_lines.encode()}, 0o600)
+        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
+        return self._sbatch(script, first)
+
+    def _directives(self, job: StagedJob, stdout: str, stderr: str) -> list[str]:
+        resources: Resources = job.spec.resources
+        options = [
+            f"--job-name={_NAME_UNSAFE.sub('_', job.spec.name)[:100] or 'clustrix'}",
+            f"--output={stdout}",
+            f"--error={stderr}",
+            # The runner appends each call's own output to the same files.
+            "--open-mode=append",
+            f"--cpus-per-task={resources.cores}",
+            f"--nodes={resources.nodes}",
+        ]
+        if resources.memory:
+            options.append(f"--mem={-(-resources.memory // 1024**2)}M")
+        if resources.time:
+            options.append(f"--time={format_time(resources.time)}")
+        if resources.queue:
+            options.append(f"--partition={resources.queue}")
+        if resources.account:
+            options.append(f"--account={resources.account}")
+        if resources.gpus:
+            options.append(f"--gpus={resources.gpus}")
+        if resources.tasks_per_node:
+            options.append(f"--ntasks-per-node={resources.tasks_per_node}")
+        lines = [f"#SBATCH {option}" for option in options]
+        lines += [extra if extra.startswith("#SBATCH") else f"#SBATCH {extra}" for extra in resources.extra]
+        return lines
+
+    def _sbatch(self, script: str, job: StagedJob) -> str:
+        result = self._run(["sbatch", "--parsable", script])
+        words = (result.stderr.strip() or result.stdout.strip())[-2000:]
+        if not result.ok:
+            if any(marker in words for marker in _UNREACHABLE):
+                raise BackendUnavailableError(f"{self.config.label}: sbatch could not reach slurmctld: {words}")
+            raise SubmissionError(f"sbatch refused the job {job.spec.name!r}", scheduler_output=words)
+        # --parsable prints "id" or "id;cluster".
+        job_id = result.stdout.strip().splitlines()[-1].split(";", 1)[0]
+        if not job_id.isdigit():
+            raise SubmissionError("sbatch answered no job id", scheduler_output=result.stdout + result.stderr)
+        if job.spec.resources.memory:
+            with self._lock:
+                self._memory_limited.add(job_id)
+        return job_id
+
+    # -- watching and cancelling ------------------------------------------------------
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found: dict[str, JobStatus] = {}
+        if self.accounting:
+            found = self._sacct(job_ids)
+        missing = [job_id for job_id in job_ids if job_id not in found]
+        if missing:
+            found.update(self._squeue(missing))
+        unknown = JobStatus(JobState.UNKNOWN, reason="Slurm no longer knows this job")
+        return {job_id: found.get(job_id, unknown) for job_id in job_ids}
+
+    def _bases(self, job_ids: Sequence[str]) -> str:
+        return ",".join(sorted({parse.base_id(job_id) for job_id in job_ids}, key=int))
+
+    def _memory_limit(self, job_id: str) -> bool:
+        with self._lock:
+            return parse.base_id(job_id) in self._memory_limited
+
+    def _sacct(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        argv = ["sacct", "-n", "-P", "-X", "-j", self._bases(job_ids), "-o", _SACCT_FIELDS]
+        found = {}
+        for line in self._query(argv, "polling with sacct").splitlines():
+            fields = line.split("|")
+            if len(fields) != 5:
+                continue
+            job_id, state, code, reason, nodes = fields
+            for one in parse.expand_job_id(job_id):
+                found[one] = parse.status(state, reason, code, nodes, self._memory_limit(one))
+        return found
+
+    def _squeue(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        argv = ["squeue", "-h", "-r", "-t", "all", "-j", self._bases(job_ids), "-o", _SQUEUE_FORMAT]
+        found = {}
+        for line in self._query(argv, "polling with squeue").splitlines():
+            fields = line.split("|")
+            if len(fields) != 4:
+                continue
+            job_id, state, reason, nodes = fields
+            found[job_id] = parse.status(state, reason, "", nodes, self._memory_limit(job_id))
+        # squeue has no exit code: ask scontrol, once per job (or array) that ended or is gone.
+        ended = [j for j in job_ids if j not in found or (found[j].state.finished and found[j].exit_code is None)]
+        for base in sorted({parse.base_id(job_id) for job_id in ended}, key=int):
+            text = self._query(["scontrol", "-o", "show", "job", base], "asking scontrol")
+            for job_id, record in parse.parse_scontrol(text).items():
+                found[job_id] = parse.status(
+                    record.get("JobState", ""),
+                    record.get("Reason", ""),
+                    record.get("ExitCode", ""),
+                    record.get("NodeList", ""),
+                    self._memory_limit(job_id),
+                )
+        return found
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        result = self._run(["scancel", *job_ids])
+        # Jobs that already ended are fine to "cancel"; anything else is an error.
+        problems = [
+            line
+            for line in result.stderr.splitlines()
+            if line.strip() and "already completing or completed" not in line and _UNKNOWN_ID not in line
+        ]
+        if problems:
+            result.check(BackendUnavailableError, "cancelling with scancel")

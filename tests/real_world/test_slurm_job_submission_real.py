@@ -1,0 +1,335 @@
+"""The ``slurm`` backend against real Slurm clusters: what ran, with what allocation, and what came back.
+
+The clusters come from the profiles file (``tests/clusters/up slurm`` writes ``slurm`` with
+slurmdbd accounting, ``slurm-noacct`` without it, and ``slurm-multi`` with three nodes).
+Every check reads what actually happened: the job's own environment, ``scontrol`` through
+the backend's transport, files on the node, or the scheduler's final state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+import clustrix
+from clustrix import JobFailedError, JobState, cluster
+from clustrix.api import ClusterFunction
+from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, SubmissionError
+
+pytestmark = [pytest.mark.real_world]
+
+# Job functions travel by value: the ssh test runs them as another user with another interpreter.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(autouse=True)
+def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
+
+
+@pytest.fixture
+def slurm(cluster_profile) -> str:
+    return cluster_profile("slurm")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def scontrol_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
+    """``scontrol show job`` as the scheduler sees it, run through the function's backend transport."""
+    backend = fn.session().backend
+    result = backend.transport.run(
+        ["scontrol", "-o", "show", "job", job_id], env={"SLURM_CONF": backend.config.option("slurm_conf")}
+    )
+    assert result.ok, result.stderr
+    return dict(re.findall(r"(?:^|\s)([\w/:]+)=(\S*)", result.stdout.splitlines()[0]))
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def slurm_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(("SLURM", "CLUSTRIX"))}
+
+
+# -- the basics -----------------------------------------------------------------------------------
+
+
+def test_add_returns_42(slurm):
+    assert cluster(profile=slurm)(add)(10, 32) == 42
+
+
+def test_slurm_environment_inside_the_job(slurm):
+    fn = cluster(profile=slurm, cores=2)(slurm_env)
+    future = fn.submit()
+    env = future.result(timeout=60)
+    assert env["SLURM_JOB_ID"] == future.job_id
+    assert env["CLUSTRIX_JOB_ID"] == future.job_id
+    assert env["SLURM_CPUS_PER_TASK"] == "2"
+    assert env["CLUSTRIX_CORES"] == "2"
+    assert env["SLURM_JOB_PARTITION"] == "debug"
+    assert future.job.status.state is JobState.COMPLETED
+
+
+def wait_for_file(path: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return "timed out"
+        time.sleep(0.1)
+    return "released"
+
+
+def test_allocation_as_the_scheduler_sees_it(slurm, tmp_path):
+    fn = cluster(profile=slurm, cores=2, memory="300MB", time="00:10:00", partition="debug")(wait_for_file)
+    release = tmp_path / "release"
+    future = fn.submit(str(release), 60)
+    wait_for(lambda: future.state is JobState.RUNNING, 30, "the job to run")
+    running = scontrol_job(fn, future.job_id)
+    release.touch()
+    assert future.result(timeout=60) == "released"
+    assert running["JobState"] == "RUNNING"
+    assert running["NumCPUs"] == "2"
+    assert "mem=300M" in running["TRES"]
+    assert running["TimeLimit"] == "00:10:00"
+    assert running["Partition"] == "debug"
+    assert running["JobName"] == "wait_for_file"
+    finished = scontrol_job(fn, future.job_id)
+    assert finished["JobState"] == "COMPLETED"
+    assert finished["ExitCode"] == "0:0"
+
+
+def transform_file(source: str, target: str) -> str:
+    text = Path(source).read_text()
+    Path(target).write_text(text.upper())
+    return os.uname().nodename
+
+
+def test_file_io_on_the_node(slurm, tmp_path):
+    source, target = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("written here, read there\n")
+    node = cluster(profile=slurm)(transform_file)(str(source), str(target))
+    assert target.read_text() == "WRITTEN HERE, READ THERE\n"
+    assert node
+
+
+# -- how jobs end ---------------------------------------------------------------------------------
+
+
+class PayloadError(ValueError):
+    pass
+
+
+def raise_payload_error(n: int) -> None:
+    raise PayloadError(f"bad payload {n}")
+
+
+def test_exception_type_round_trips_with_remote_traceback(slurm):
+    fn = cluster(profile=slurm)(raise_payload_error)
+    with pytest.raises(PayloadError, match="bad payload 7") as info:
+        fn(7)
+    assert "raise_payload_error" in info.value.remote_traceback
+    assert any("Remote traceback" in note for note in info.value.__notes__)
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def test_exit_code_reaches_job_failed_error(slurm):
+    fn = cluster(profile=slurm)(exit_hard)
+    future = fn.submit(3)
+    with pytest.raises(JobFailedError) as info:
+        future.result(timeout=60)
+    assert info.value.exit_code == 3
+    assert info.value.state is JobState.FAILED
+    assert scontrol_job(fn, future.job_id)["ExitCode"] == "3:0"
+
+
+def eat_memory(megabytes: int) -> int:
+    hog = b"x" * (megabytes * 1024**2)
+    time.sleep(30)
+    return len(hog)
+
+
+def test_memory_limit_kill_is_out_of_memory(slurm):
+    fn = cluster(profile=slurm, memory="100MB")(eat_memory)
+    future = fn.submit(600)
+    with pytest.raises(JobOutOfMemoryError) as info:
+        future.result(timeout=120)
+    assert info.value.state is JobState.OUT_OF_MEMORY
+    assert scontrol_job(fn, future.job_id)["JobState"] == "FAILED"
+
+
+def sleep_for(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+@pytest.mark.expensive
+def test_time_limit_is_job_timeout_error(slurm):
+    fn = cluster(profile=slurm, time="00:01:00")(sleep_for)
+    future = fn.submit(300)
+    with pytest.raises(JobTimeoutError) as info:
+        future.result(timeout=200)
+    assert info.value.state is JobState.TIMEOUT
+    assert scontrol_job(fn, future.job_id)["JobState"] == "TIMEOUT"
+
+
+def test_cancel_ends_the_job_in_slurm(slurm):
+    fn = cluster(profile=slurm)(sleep_for)
+    future = fn.submit(300)
+    wait_for(lambda: future.state is JobState.RUNNING, 30, "the job to run")
+    assert future.cancel()
+    wait_for(lambda: scontrol_job(fn, future.job_id)["JobState"] == "CANCELLED", 30, "scontrol to say CANCELLED")
+    wait_for(lambda: future.job.state is JobState.CANCELLED, 30, "the monitor to see CANCELLED")
+
+
+# -- cores, partitions, arrays ---------------------------------------------------------------------
+
+
+def timed_pid(seconds: float) -> tuple[int, float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return os.getpid(), start, time.time()
+
+
+def fan_out() -> list[tuple[int, float, float]]:
+    return clustrix.pmap(timed_pid, [1.5, 1.5])
+
+
+def test_parallel_pmap_uses_the_allocated_cores(slurm):
+    (pid_a, start_a, end_a), (pid_b, start_b, end_b) = cluster(profile=slurm, cores=2, parallel=True)(fan_out)()
+    assert pid_a != pid_b
+    assert start_a < end_b and start_b < end_a, "the two iterations did not overlap"
+
+
+def test_partition_long(slurm):
+    fn = cluster(profile=slurm, partition="long")(slurm_env)
+    future = fn.submit()
+    assert future.result(timeout=60)["SLURM_JOB_PARTITION"] == "long"
+    assert scontrol_job(fn, future.job_id)["Partition"] == "long"
+
+
+def task_identity(x: int) -> tuple[int, str, str]:
+    return x * x, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
+
+
+def test_map_of_20_is_one_array_job(slurm):
+    futures = cluster(profile=slurm)(task_identity).map(range(20))
+    results = [f.result(timeout=120) for f in futures]
+    assert [r[0] for r in results] == [x * x for x in range(20)]
+    array_ids = {f.job_id.split("_")[0] for f in futures}
+    assert len(array_ids) == 1
+    assert {r[1] for r in results} == array_ids
+    assert [f.job_id for f in futures] == [f"{r[1]}_{r[2]}" for r in results]
+    assert len({f.job_id for f in futures}) == 20
+
+
+def test_chunksize_runs_several_calls_per_task(slurm):
+    futures = cluster(profile=slurm)(task_identity).map(range(10), chunksize=4)
+    results = [f.result(timeout=120) for f in futures]
+    assert [r[0] for r in results] == [x * x for x in range(10)]
+    tasks = [f"{r[1]}_{r[2]}" for r in results]
+    assert tasks == [f.job_id for f in futures]
+    assert [tasks.count(t) for t in dict.fromkeys(tasks)] == [4, 4, 2]
+
+
+# -- the other clusters ----------------------------------------------------------------------------
+
+
+def test_without_accounting(cluster_profile):
+    profile = cluster_profile("slurm-noacct")
+    assert cluster(profile=profile)(add)(10, 32) == 42
+    fn = cluster(profile=profile)(exit_hard)
+    assert not fn.session().backend.accounting
+    with pytest.raises(JobFailedError) as info:
+        fn(3)
+    assert info.value.exit_code == 3
+    futures = cluster(profile=profile)(add).map(range(5), range(5), chunksize=2)
+    assert [f.result(timeout=60) for f in futures] == [0, 2, 4, 6, 8]
+
+
+def node_names() -> tuple[str, list[str]]:
+    out = subprocess.run(
+        ["srun", "sh", "-c", "echo $SLURMD_NODENAME"], capture_output=True, text=True, check=True
+    ).stdout
+    return os.environ["SLURM_JOB_NODELIST"], sorted(out.split())
+
+
+def test_two_nodes_on_the_multi_node_cluster(cluster_profile):
+    profile = cluster_profile("slurm-multi")
+    assert cluster(profile=profile)(add)(10, 32) == 42
+    fn = cluster(profile=profile, nodes=2, tasks_per_node=1)(node_names)
+    future = fn.submit()
+    nodelist, names = future.result(timeout=60)
+    assert len(set(names)) == 2, names
+    assert scontrol_job(fn, future.job_id)["NumNodes"] == "2"
+    assert nodelist == scontrol_job(fn, future.job_id)["NodeList"]
+
+
+def whoami() -> tuple[str, int]:
+    import getpass
+
+    return getpass.getuser(), int(os.environ["SLURM_JOB_ID"])
+
+
+def test_slurm_over_ssh(cluster_profile, tmp_path, monkeypatch):
+    cluster_profile("ssh-local")
+    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
+    ssh, slurm_main = profiles["ssh-local"], profiles["slurm"]
+    config = tmp_path / "clustrix.toml"
+    config.write_text(
+        "[profiles.slurm-ssh]\n"
+        'backend = "slurm"\n'
+        f'host = "{ssh["host"]}"\nport = {ssh["port"]}\nuser = "{ssh["user"]}"\n'
+        f'identity_file = "{ssh["identity_file"]}"\nknown_hosts = "{ssh["known_hosts"]}"\n'
+        f'slurm_conf = "{slurm_main["slurm_conf"]}"\n'
+        'workdir = "/home/cxuser/slurm-jobs"\n'
+        f'python = "{ssh["python"]}"\n'
+    )
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(config))
+    assert cluster(profile="slurm-ssh")(add)(10, 32) == 42
+    fn = cluster(profile="slurm-ssh")(whoami)
+    future = fn.submit()
+    user, job_id = future.result(timeout=60)
+    assert user == "cxuser"
+    assert str(job_id) == future.job_id
+    assert scontrol_job(fn, future.job_id)["UserId"].startswith("cxuser(")
+
+
+def test_sbatch_refusal_is_submission_error_in_its_own_words(slurm):
+    with pytest.raises(SubmissionError, match="invalid partition"):
+        cluster(profile=slurm, partition="no-such-partition")(add)(1, 2)
+
+
+@pytest.mark.expensive
+def test_map_past_max_array_size_splits_into_arrays(cluster_profile):
+    # The three-node cluster: 12 cores get through a thousand tasks six times faster than 2.
+    fn = cluster(profile=cluster_profile("slurm-multi"))(add)
+    limit = fn.session().backend.max_array_size
+    futures = fn.map(range(limit + 1), range(limit + 1))
+    assert [f.result(timeout=900) for f in futures] == [2 * x for x in range(limit + 1)]
+    arrays = [f.job_id.split("_")[0] for f in futures]
+    assert len(set(arrays)) == 2
+    assert arrays.count(arrays[-1]) == 1
