@@ -106,14 +106,19 @@ merge_profiles() {
 KINDS="ssh slurm"
 
 # dispatch ACTION [KIND...]: run <kind>_<action> from <kind>.sh for each kind (all when none named).
+# Every kind is tried; the exit status is 1 when any of them failed.
 dispatch() {
-    local action=$1 kind; shift
+    local action=$1 kind failed=""; shift
     local kinds=${*:-$KINDS}
     [ "$kinds" = all ] && kinds=$KINDS
     for kind in $kinds; do
         case " $KINDS " in *" $kind "*) ;; *) die "unknown cluster kind '$kind' (known: $KINDS)";; esac
+    done
+    for kind in $kinds; do
         # shellcheck source=/dev/null
         source "$HERE/$kind.sh"
-        "${kind}_${action}"
+        # A subshell, so one kind's `die` or failing check does not stop the others.
+        ( "${kind}_${action}" ) || failed="$failed $kind"
     done
+    [ -z "$failed" ] || { log "$action failed for:$failed"; return 1; }
 }

@@ -703,3 +703,49 @@ def test_wrong_password_in_the_profile_is_refused_clearly(
     variant = use_variant(tmp_path, monkeypatch, cluster_profile("ssh-password"), "ssh-bad", password="wrong")
     with pytest.raises(BackendUnavailableError, match=r"(?i)authentication"):
         cluster(profile=variant)(_whoami)()
+
+
+# -- a client on another Python than the host's ---------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _other_python() -> Path | None:
+    """A CPython on this machine whose major.minor differs from the hosts' (the image's pyenv ones)."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in sorted(Path("/root/.pyenv/versions").glob("3.1*/bin/python3")):
+        if not candidate.parent.parent.name.startswith(here + ".") and candidate.parent.parent.name >= "3.11":
+            return candidate
+    return None
+
+
+def test_python_version_mismatch_is_refused_at_submission_naming_both(cluster_profile, tmp_path, request):
+    profile = cluster_profile("ssh-local")
+    other = _other_python()
+    if other is None:
+        pytest.fail("no CPython of another version on this machine to run the client with")
+    venv = tmp_path / "venv"
+    subprocess.run([str(other), "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "--quiet", str(REPO / "clustrix-core"), str(REPO / "clustrix-ssh")],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    script = (
+        "from clustrix import cluster, SubmissionError\n"
+        f"try:\n    cluster(profile={profile!r})(abs)(-1)\n"
+        "except SubmissionError as exc:\n    print('REFUSED', exc)\n"
+    )
+    out = subprocess.run(
+        [str(venv / "bin/python"), "-c", script], capture_output=True, text=True, timeout=300, env=os.environ
+    )
+    assert out.returncode == 0, out.stderr
+    client = subprocess.run(
+        [str(other), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out.stdout.startswith("REFUSED"), out.stdout + out.stderr
+    assert client in out.stdout and "3.11" in out.stdout

@@ -13,12 +13,17 @@ real-world tests cover them.
 from __future__ import annotations
 
 import os
+import sys
 
+import cloudpickle
 import pytest
 
 from clustrix import ClusterFunction, cluster
 
 pytestmark = pytest.mark.real_world
+
+# The job functions below travel by value: the far side needs neither pytest nor this module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class ConformanceError(Exception):

@@ -11,6 +11,7 @@ every job when accounting works (asked once per backend), else ``squeue``, with
 
 from __future__ import annotations
 
+import datetime
 import re
 import shlex
 import threading
@@ -24,6 +25,7 @@ from clustrix.log import get_logger
 from clustrix.resources import Resources, format_time
 from clustrix.state import JobState, JobStatus
 from clustrix.transport import CommandResult
+from clustrix.validation import Allocation, JobMetrics
 from clustrix_slurm import parse
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -33,6 +35,15 @@ _UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Conne
 _UNKNOWN_ID = "Invalid job id specified"
 _SACCT_FIELDS = "JobID,State,ExitCode,Reason,NodeList"
 _SQUEUE_FORMAT = "%i|%T|%r|%N"
+_METRIC_FIELDS = "JobID,State,ExitCode,Submit,Start,End,NodeList,AllocCPUS,ReqMem,MaxRSS"
+
+
+def _local_time(text: str) -> datetime.datetime | None:
+    """sacct prints the cluster's local time without a zone; ``Unknown`` when there is none yet."""
+    try:
+        return datetime.datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        return None
 
 
 def _path(value: Any) -> str:
@@ -262,6 +273,55 @@ class SlurmBackend(Backend):
                     self._memory_limit(job_id),
                 )
         return found
+
+    # -- what the validator asks ----------------------------------------------------------
+
+    def scontrol_record(self, job_id: str) -> dict[str, str] | None:
+        """``scontrol show job``'s record of one job, while Slurm remembers it (MinJobAge)."""
+        text = self._query(["scontrol", "-o", "show", "job", job_id], "asking scontrol")
+        return parse.parse_scontrol(text).get(job_id)
+
+    def allocation(self, job_id: str) -> Allocation | None:
+        record = self.scontrol_record(job_id)
+        if record is None:
+            return None
+        # Slurm 22.05 calls the granted resources TRES; later versions AllocTRES.
+        granted = parse.tres(record.get("AllocTRES") or record.get("TRES", ""))
+        return Allocation(
+            cores=int(granted["cpu"]) if granted.get("cpu", "").isdigit() else None,
+            memory=parse.slurm_memory(granted.get("mem", "")),
+            time_limit=parse.slurm_time(record.get("TimeLimit", "")),
+            queue=record.get("Partition"),
+            nodes=(record["NodeList"],) if record.get("NodeList") not in (None, "", "(null)") else (),
+        )
+
+    def accounting_metrics(self, job_id: str, backend_name: str) -> JobMetrics | None:
+        """sacct's record of the job and its steps; None where accounting is off or has no record yet."""
+        if not self.accounting:
+            return None
+        argv = ["sacct", "-n", "-P", "-j", job_id, "-o", _METRIC_FIELDS]
+        rows = [line.split("|") for line in self._query(argv, "reading accounting").splitlines()]
+        rows = [row for row in rows if len(row) == _METRIC_FIELDS.count(",") + 1]
+        job = next((row for row in rows if row[0] == job_id), None)
+        if job is None:
+            return None
+        _, state, code, submit, start, end, nodes, cpus, requested, _ = job
+        # MaxRSS is reported on the steps (batch, extern, srun steps), not on the job's own line.
+        peaks = [parse.slurm_memory(row[9]) or 0 for row in rows]
+        return JobMetrics(
+            job_id=job_id,
+            backend=backend_name,
+            state=state.split(" ", 1)[0],
+            submitted_at=_local_time(submit),
+            started_at=_local_time(start),
+            ended_at=_local_time(end),
+            exit_code=parse.exit_code(code)[0],
+            nodes=(nodes,) if nodes and nodes != "None assigned" else (),
+            allocated_cores=int(cpus) if cpus.isdigit() else None,
+            allocated_memory=parse.slurm_memory(requested),
+            peak_memory=max(peaks) or None,
+            source="sacct",
+        )
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         if not job_ids:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from clustrix.errors import ConfigError
+from clustrix.resources import parse_memory, parse_time
 from clustrix.state import JobState, JobStatus
 
 # Every job state Slurm documents (squeue/sacct/scontrol), mapped to the core's.
@@ -40,7 +42,10 @@ STATES: dict[str, JobState] = {
 }
 
 _ARRAY_RANGE = re.compile(r"^(?P<base>\d+)_\[(?P<spec>[^\]]+)\]$")
-_SCONTROL_FIELD = re.compile(r"(?:^|\s)(JobId|ArrayJobId|ArrayTaskId|JobState|Reason|ExitCode|NodeList)=(\S*)")
+_SCONTROL_FIELD = re.compile(
+    r"(?:^|\s)(JobId|ArrayJobId|ArrayTaskId|JobState|Reason|ExitCode|NodeList|Partition|TimeLimit|NumCPUs|TRES|AllocTRES)"
+    r"=(\S*)"
+)
 KILLED_BY_SIGNAL_9 = 9
 
 
@@ -107,3 +112,30 @@ def parse_scontrol(text: str) -> dict[str, dict[str, str]]:
         else:
             records[fields["JobId"]] = fields
     return records
+
+
+def tres(text: str) -> dict[str, str]:
+    """``cpu=2,mem=300M,node=1`` as a dict."""
+    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+
+
+def slurm_memory(text: str) -> int | None:
+    """Bytes from Slurm's ``300M``, ``1.5G``, ``1234K`` (older versions add ``n``/``c``: per node/CPU).
+
+    None for what is not a size: empty, or the ``16?`` sacct prints for a step it could not measure.
+    """
+    try:
+        return parse_memory(text.rstrip("nc"))
+    except ConfigError:
+        return None
+
+
+def slurm_time(text: str) -> int | None:
+    """Seconds from Slurm's ``MM:SS``, ``HH:MM:SS``, ``D-HH:MM:SS``; None for ``UNLIMITED`` and the like."""
+    if not text or not text[0].isdigit():
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = clock.split(":")
+    while len(parts) < 3:
+        parts.insert(0, "0")
+    return parse_time(f"{days + '-' if days else ''}{parts[0]}:{parts[1]}:{parts[2]}")

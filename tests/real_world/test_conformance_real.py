@@ -1,0 +1,120 @@
+"""The conformance kit against every real cluster profile: each backend keeps the generic contract,
+validator hooks included. Also the cluster test runner script, end to end on a real cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.real_world
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("profile", ["ssh-local", "ssh-remote", "slurm", "slurm-noacct"])
+def test_conformance_kit_on_real_clusters(profile, cluster_profile, tmp_path):
+    cluster_profile(profile)
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "clustrix.conformance",
+            "--clustrix-profile",
+            profile,
+            "--clustrix-config",
+            os.environ["CLUSTRIX_CONFIG"],
+            "--clustrix-report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert "5 passed" in out.stdout
+    jobs = json.loads(report.read_text())["jobs"]
+    assert len(jobs) == 13 and all(job["passed"] for job in jobs), [j for j in jobs if not j["passed"]]
+    assert all(
+        any(c["name"] == "allocated cores" and c["passed"] for c in job["checks"])
+        for job in jobs
+        if job["error_category"] is None
+    )
+
+
+def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
+    cluster_profile("ssh-local")
+    report = tmp_path / "run.json"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/run_cluster_job_tests.py"),
+            "--cluster",
+            "ssh",
+            "--tests",
+            "basic",
+            "--report",
+            str(report),
+            "--config",
+            os.environ["CLUSTRIX_CONFIG"],
+            "--",
+            "-k",
+            "the_job_runs_on_the_host or remote_exception_comes_back",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "CI": ""},
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "ssh-local" in out.stdout and "PASSED" in out.stdout
+    data = json.loads(report.read_text())
+    assert data["passed"] is True
+    assert {p["profile"] for p in data["clusters"]["ssh"] if p["available"]} >= {"ssh-local", "ssh-remote"}
+    assert len(data["tests"]) == 4 and all(t["outcome"] == "passed" and t["job_ids"] for t in data["tests"])
+
+
+def test_runner_script_fails_for_a_cluster_that_is_not_there(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/run_cluster_job_tests.py"),
+            "--cluster",
+            "ssh",
+            "--check-only",
+            "--config",
+            str(empty),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 1
+    assert "no profile with backend = 'ssh'" in out.stdout and "not available: ssh" in out.stdout
+
+
+def test_test_system_self_check():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/test_cluster_job_system.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout
+    assert out.stdout.count("ok    ") == 6
