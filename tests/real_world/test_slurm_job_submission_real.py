@@ -333,3 +333,30 @@ def test_map_past_max_array_size_splits_into_arrays(cluster_profile):
     arrays = [f.job_id.split("_")[0] for f in futures]
     assert len(set(arrays)) == 2
     assert arrays.count(arrays[-1]) == 1
+
+
+# -- the validator, with Slurm's own view ----------------------------------------------------------
+
+
+def hold_memory(megabytes: int) -> int:
+    block = bytearray(megabytes * 1024**2)
+    time.sleep(3)  # long enough for Slurm's accounting to sample the step (JobAcctGatherFrequency=2)
+    return len(block)
+
+
+@pytest.mark.parametrize(("profile", "source"), [("slurm", "sacct"), ("slurm-noacct", "runner")])
+def test_validator_sees_what_slurm_allocated_and_accounted(cluster_profile, cluster_validator, profile, source):
+    job = cluster(profile=cluster_profile(profile), cores=2, memory="400MB", time="00:05:00", partition="debug")
+    result = cluster_validator.validate(job(hold_memory).submit(50), expected_value=50 * 1024**2)
+    assert result.passed, result.summary()
+    checks = {c.name: c for c in result.checks}
+    assert checks["allocated cores"].actual == 2
+    assert checks["allocated memory"].actual == 400 * 1024**2
+    assert checks["allocated time limit"].actual == 300
+    assert checks["queue"].actual == "debug"
+    metrics = result.metrics
+    assert metrics.source == source and metrics.exit_code == 0
+    assert metrics.started_at <= metrics.ended_at and metrics.run_time >= 3
+    assert metrics.peak_memory is not None and metrics.peak_memory >= 50 * 1024**2
+    if source == "sacct":
+        assert metrics.allocated_cores == 2 and metrics.allocated_memory == 400 * 1024**2
