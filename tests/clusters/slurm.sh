@@ -194,8 +194,11 @@ EOF
 
 # _slurm_write_conf NAME: write the cluster's slurm.conf; 0 when it changed.
 _slurm_write_conf() {
-    local name=$1 dir ctld_port nodes_line acct
+    local name=$1 dir ctld_port nodes_line acct depend=""
     dir=$(_slurm_dir "$name")
+    # Only main cancels jobs with failed dependencies by itself; the others behave like most
+    # sites, where clustrix must ask for it (sbatch --kill-on-invalid-dep).
+    [ "$name" = main ] && depend="DependencyParameters=kill_invalid_depend"
     case $name in
         main)
             ctld_port=$SLURM_MAIN_CTLD_PORT
@@ -250,7 +253,7 @@ ReturnToService=2
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=2
 JobAcctGatherParams=OverMemoryKill
-DependencyParameters=kill_invalid_depend
+$depend
 $acct
 $nodes_line
 PartitionName=debug Nodes=$nodes Default=YES MaxTime=1:00:00 State=UP

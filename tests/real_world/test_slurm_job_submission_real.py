@@ -360,3 +360,56 @@ def test_validator_sees_what_slurm_allocated_and_accounted(cluster_profile, clus
     assert metrics.peak_memory is not None and metrics.peak_memory >= 50 * 1024**2
     if source == "sacct":
         assert metrics.allocated_cores == 2 and metrics.allocated_memory == 400 * 1024**2
+
+
+# -- dependencies ----------------------------------------------------------------------------------
+
+
+def slow(x, seconds: float = 2.0):
+    time.sleep(seconds)
+    return x
+
+
+def broken(seconds: float = 2.0):
+    time.sleep(seconds)
+    raise ValueError("upstream broke")
+
+
+def touch(value, path=None):
+    if path:
+        Path(path).write_text("ran")
+    return value
+
+
+@pytest.mark.parametrize("profile", ["slurm", "slurm-noacct"])
+def test_future_argument_becomes_afterok_and_passes_its_value(cluster_profile, profile):
+    name = cluster_profile(profile)
+    upstream = cluster(profile=name)(slow).submit([1, 2, 3])
+    downstream = cluster(profile=name)(touch).submit(upstream)
+    record = scontrol_job(cluster(profile=name)(touch), downstream.job_id)
+    assert record["Dependency"].startswith(f"afterok:{upstream.job_id}")
+    assert record["JobState"] == "PENDING" and record["Reason"] == "Dependency"
+    assert downstream.result(timeout=300) == [1, 2, 3]
+
+
+def test_array_waits_for_its_dependency(slurm):
+    upstream = cluster(profile=slurm)(slow).submit(10)
+    futures = cluster(profile=slurm)(add).after(upstream).map(range(3), range(3))
+    assert [f.result(timeout=300) for f in futures] == [0, 2, 4]
+    assert all(f.job.meta["start"] >= upstream.job.meta["end"] for f in futures)
+
+
+@pytest.mark.parametrize("profile", ["slurm", "slurm-noacct"])
+def test_failed_upstream_cancels_dependants_instead_of_leaving_them_pending(cluster_profile, profile, tmp_path):
+    # slurm-noacct has no DependencyParameters=kill_invalid_depend, like most sites: the job's
+    # own --kill-on-invalid-dep must end it.
+    name = cluster_profile(profile)
+    upstream = cluster(profile=name)(broken).submit()
+    marker = tmp_path / "ran"
+    downstream = cluster(profile=name)(touch).submit(upstream, str(marker))
+    with pytest.raises(clustrix.DependencyFailedError, match=f"job {upstream.job_id} it depends on ended FAILED"):
+        downstream.result(timeout=300)
+    assert downstream.state is JobState.CANCELLED
+    record = scontrol_job(cluster(profile=name)(touch), downstream.job_id)
+    assert (record["JobState"], record["Reason"]) == ("CANCELLED", "DependencyNeverSatisfied")
+    assert not marker.exists()

@@ -21,11 +21,14 @@ R = TypeVar("R")
 class ClusterFunction(Generic[P, R]):
     """A function bound to cluster settings. Calling it submits a job, waits, and returns its value."""
 
-    def __init__(self, fn: Callable[P, R], profile: str | None, settings: Mapping[str, Any]) -> None:
+    def __init__(
+        self, fn: Callable[P, R], profile: str | None, settings: Mapping[str, Any], after: tuple[Any, ...] = ()
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.profile = profile
         self.settings = dict(settings)
+        self._after = after
         # Resource strings fail here, at decoration, not at the first call.
         Resources.from_settings({k: v for k, v in self.settings.items() if v is not None})
 
@@ -52,6 +55,17 @@ class ClusterFunction(Generic[P, R]):
             raise ConfigError(f"chunksize={chunksize!r}: expected a whole number of at least 1")
         return self._submit([(args, {}) for args in zip(*iterables, strict=False)], chunksize)
 
+    def after(self, *futures: ClusterFuture) -> ClusterFunction[P, R]:
+        """The same function whose calls start only once ``futures`` completed successfully.
+
+        A future passed as an argument is a dependency too, and its value is what the call
+        receives. If a dependency fails, the calls waiting for it raise DependencyFailedError.
+        """
+        for future in futures:
+            if not isinstance(future, ClusterFuture):
+                raise ConfigError(f"after(): {future!r} is not a future of a cluster job")
+        return ClusterFunction(self.fn, self.profile, self.settings, self._after + futures)
+
     def session(self) -> ClusterSession:
         """The cluster session this function's calls go to under the current configuration."""
         config, _ = resolve(self.profile, self.settings)
@@ -73,6 +87,7 @@ class ClusterFunction(Generic[P, R]):
                 setup=job.get("setup", ()),
                 python=job.get("python"),
                 parallel=bool(job.get("parallel", False)),
+                after=self._after,
             )
             for args, kwargs in calls
         ]

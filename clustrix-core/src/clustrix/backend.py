@@ -29,6 +29,8 @@ class StagedJob:
     key: str
     directory: str
     spec: JobSpec
+    # Scheduler ids of unfinished jobs this one may start only after, once they completed.
+    after: tuple[str, ...] = ()
 
 
 class Backend(abc.ABC):

@@ -101,6 +101,10 @@ class JobCancelledError(JobFailedError):
     """The job was cancelled, by this client or by someone on the cluster."""
 
 
+class DependencyFailedError(JobCancelledError):
+    """The job never ran: a job it depends on did not complete."""
+
+
 class NodeFailureError(JobFailedError):
     """The node running the job failed, or the job's process vanished without an exit status."""
 

@@ -40,6 +40,12 @@ class Job:
     # Captured when the job ends, so output outlives the job directory's cleanup.
     stdout_text: str | None = attrs.field(default=None, repr=False)
     stderr_text: str | None = attrs.field(default=None, repr=False)
+    # Dependencies: the unfinished jobs this one waited for, those whose result files its runner
+    # reads, and how many unfinished jobs read this one's result file.
+    waits_for: tuple[Job, ...] = attrs.field(default=(), repr=False)
+    reads_from: tuple[Job, ...] = attrs.field(default=(), repr=False)
+    dependants: int = 0
+    clean_when_released: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.history.append((self.status.state, self.submitted_at))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from clustrix import runner
 from clustrix.errors import (
+    DependencyFailedError,
     JobCancelledError,
     JobEnvironmentError,
     JobFailedError,
@@ -75,6 +76,15 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
             return Outcome(True, value=record["value"])
         if not record["ok"]:
             remote = _remote_exception(job, header, record, failure)
+    failed_upstream = [up for up in job.waits_for if up.state.finished and up.state is not JobState.COMPLETED]
+    if failed_upstream and result is None:
+        up = failed_upstream[0]
+        return Outcome(
+            False,
+            exception=DependencyFailedError(
+                f"the job never ran: job {up.job_id} it depends on ended {up.state.value}", **failure
+            ),
+        )
     if status.state in _KILLED:
         cls, message = _KILLED[status.state]
         error = cls(message, **failure)

@@ -109,6 +109,22 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _fill_upstream_values(call: dict) -> None:
+    """Put the values of the jobs this call depends on where their futures were among its arguments."""
+    args = list(call["args"])
+    for position, (directory, key_hex) in call.get("upstream", {}).items():
+        with open(os.path.join(directory, RESULT_FILE), "rb") as f:
+            header, payload = unpack(f.read(), bytes.fromhex(key_hex), "result")
+        record = loads(header, payload)
+        if not record["ok"]:
+            raise RuntimeError(f"the job in {directory} this call depends on raised {record['type']}")
+        if isinstance(position, int):
+            args[position] = record["value"]
+        else:
+            call["kwargs"][position] = record["value"]
+    call["args"] = tuple(args)
+
+
 def _describe(exc: BaseException, tb) -> dict:
     """The parts of an exception the client needs, each usable without the others."""
     return {
@@ -166,6 +182,7 @@ def run_job(jobdir: str) -> bool:
                 )
             )
         call = loads(header, payload)
+        _fill_upstream_values(call)
     except BaseException as exc:  # noqa: BLE001 - every load failure must reach the client
         outcome = {"ok": False, "phase": "load", **_describe(exc, exc.__traceback__)}
         returned = False

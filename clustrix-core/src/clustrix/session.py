@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from clustrix import plugins, runner
 from clustrix.backend import StagedJob
 from clustrix.config import ClusterConfig
-from clustrix.errors import ClustrixError, SerializationError
+from clustrix.errors import ClustrixError, ConfigError, DependencyFailedError, SerializationError
 from clustrix.job import ClusterFuture, Job
 from clustrix.log import get_logger
 from clustrix.monitor import Monitor
@@ -51,27 +51,44 @@ class ClusterSession:
     def submit(self, specs: Sequence[JobSpec], chunksize: int = 1) -> list[ClusterFuture]:
         serializer = plugins.serializer()
         workdir = self.backend.workdir
-        staged, keys, files = [], [], {}
-        for spec in specs:
-            key = uuid.uuid4().hex
-            hmac_key = secrets.token_bytes(32)
-            directory = f"{workdir}/{key}"
-            files[f"{directory}/{runner.PAYLOAD_FILE}"] = self._pack_call(spec, hmac_key, serializer)
-            files[f"{directory}/{runner.KEY_FILE}"] = hmac_key.hex().encode()
-            files[f"{directory}/runner.py"] = _RUNNER_SOURCE
-            staged.append(StagedJob(key=key, directory=directory, spec=spec))
-            keys.append(hmac_key)
-        self.transport.make_dirs([workdir, *(job.directory for job in staged)], 0o700)
-        self.transport.write_files(files, 0o600)
+        staged, keys, files, upstreams = [], [], {}, []
         try:
-            job_ids = self.backend.submit(staged, chunksize=chunksize)
+            for spec in specs:
+                key = uuid.uuid4().hex
+                hmac_key = secrets.token_bytes(32)
+                directory = f"{workdir}/{key}"
+                call, waits_for, reads_from = self._dependencies(spec)
+                upstreams.append((waits_for, reads_from))
+                files[f"{directory}/{runner.PAYLOAD_FILE}"] = self._pack_call(spec, call, hmac_key, serializer)
+                files[f"{directory}/{runner.KEY_FILE}"] = hmac_key.hex().encode()
+                files[f"{directory}/runner.py"] = _RUNNER_SOURCE
+                after = tuple(dict.fromkeys(job.job_id for job in waits_for))
+                staged.append(StagedJob(key=key, directory=directory, spec=spec, after=after))
+                keys.append(hmac_key)
+            self.transport.make_dirs([workdir, *(job.directory for job in staged)], 0o700)
+            self.transport.write_files(files, 0o600)
+            try:
+                job_ids = self.backend.submit(staged, chunksize=chunksize)
+            except BaseException:
+                for job in staged:
+                    self.transport.remove_tree(job.directory)
+                raise
         except BaseException:
-            for job in staged:
-                self.transport.remove_tree(job.directory)
+            for _, reads_from in upstreams:
+                self._release(reads_from)
             raise
         jobs = [
-            Job(key=s.key, job_id=job_id, directory=s.directory, spec=s.spec, session=self, hmac_key=hmac_key)
-            for s, job_id, hmac_key in zip(staged, job_ids, keys, strict=True)
+            Job(
+                key=s.key,
+                job_id=job_id,
+                directory=s.directory,
+                spec=s.spec,
+                session=self,
+                hmac_key=hmac_key,
+                reads_from=tuple(reads_from),
+                waits_for=tuple(waits_for),
+            )
+            for s, job_id, hmac_key, (waits_for, reads_from) in zip(staged, job_ids, keys, upstreams, strict=True)
         ]
         futures = [ClusterFuture(job) for job in jobs]
         with self._lock:
@@ -82,8 +99,75 @@ class ClusterSession:
         self.monitor.watch(jobs)
         return futures
 
-    def _pack_call(self, spec: JobSpec, hmac_key: bytes, serializer: str) -> bytes:
-        call = {"fn": spec.fn, "args": spec.args, "kwargs": dict(spec.kwargs)}
+    def _dependencies(self, spec: JobSpec) -> tuple[dict, list[Job], list[Job]]:
+        """The call to pickle, the unfinished jobs it must wait for, and those whose result files it reads.
+
+        A future among the (top-level) arguments whose job already ended passes its value
+        directly; an unfinished one becomes a reference to its result file, read by the
+        runner, and keeps that job's directory from cleanup until this call has ended.
+        """
+        args, kwargs = list(spec.args), dict(spec.kwargs)
+        upstream: dict[int | str, str] = {}
+        waits_for: list[Job] = []
+        reads_from: list[Job] = []
+        try:
+            for future in spec.after:
+                if self._unfinished(future, spec):
+                    waits_for.append(future.job)
+            for position, value in [*enumerate(spec.args), *spec.kwargs.items()]:
+                if not isinstance(value, ClusterFuture):
+                    continue
+                if self._unfinished(value, spec, reserve=True):
+                    waits_for.append(value.job)
+                    reads_from.append(value.job)
+                    upstream[position] = (value.job.directory, value.job.hmac_key.hex())
+                    value = None
+                else:
+                    value = value.result()
+                if isinstance(position, int):
+                    args[position] = value
+                else:
+                    kwargs[position] = value
+        except BaseException:
+            self._release(reads_from)
+            raise
+        return {"fn": spec.fn, "args": tuple(args), "kwargs": kwargs, "upstream": upstream}, waits_for, reads_from
+
+    def _unfinished(self, future: ClusterFuture, spec: JobSpec, reserve: bool = False) -> bool:
+        """True when ``future``'s job has not ended (with ``reserve``: its directory is kept for us).
+
+        An ended one that failed makes this call impossible: DependencyFailedError, nothing submitted.
+        """
+        job = future.job
+        if job.session is not self:
+            raise ConfigError(
+                f"the call to {spec.name!r} depends on job {job.job_id} of another cluster "
+                f"({job.session.config.label}); dependencies must share one cluster"
+            )
+        with self._lock:
+            if not job.state.finished:
+                if reserve:
+                    job.dependants += 1
+                return True
+        error = future.exception()
+        if error is not None:
+            raise DependencyFailedError(
+                f"not submitted: job {job.job_id} it depends on failed ({type(error).__name__})",
+                job_id=job.job_id,
+                state=job.state,
+            ) from error
+        return False
+
+    def _release(self, jobs: Sequence[Job]) -> None:
+        """A dependant is done with these jobs' result files; clean those nobody else needs."""
+        for job in jobs:
+            with self._lock:
+                job.dependants -= 1
+                clean = job.dependants == 0 and job.clean_when_released
+            if clean:
+                self._remove_directory(job)
+
+    def _pack_call(self, spec: JobSpec, call: dict, hmac_key: bytes, serializer: str) -> bytes:
         try:
             data = runner.pack("call", call, hmac_key, serializer, __version__)
         except Exception as exc:
@@ -124,12 +208,21 @@ class ClusterSession:
         except ClustrixError as exc:
             done = Outcome(False, exception=exc)
         self._fire("clustrix_job_finished", job=job)
-        if self.config.cleanup == "always" or (self.config.cleanup == "on_success" and done.ok):
-            try:
-                self.transport.remove_tree(job.directory)
-            except ClustrixError as exc:
-                self._log.warning("could not clean job directory", job_id=job.job_id, error=str(exc))
+        wanted = self.config.cleanup == "always" or (self.config.cleanup == "on_success" and done.ok)
+        with self._lock:
+            # Jobs still to run read this job's result file: they clean it when they are done.
+            job.clean_when_released = wanted and job.dependants > 0
+            clean_now = wanted and job.dependants == 0
+        if clean_now:
+            self._remove_directory(job)
+        self._release(job.reads_from)
         self._settle(job, done)
+
+    def _remove_directory(self, job: Job) -> None:
+        try:
+            self.transport.remove_tree(job.directory)
+        except ClustrixError as exc:
+            self._log.warning("could not clean job directory", job_id=job.job_id, error=str(exc))
 
     def abandon(self, job: Job, error: ClustrixError) -> None:
         """Stop waiting for ``job``: its future gets ``error``; its files are left alone."""

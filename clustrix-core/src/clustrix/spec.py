@@ -27,3 +27,5 @@ class JobSpec:
     setup: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     python: str | None = None
     parallel: bool = False
+    # Futures this call waits for besides those among its arguments (ClusterFunction.after).
+    after: tuple[Any, ...] = ()

@@ -38,6 +38,19 @@ _SQUEUE_FORMAT = "%i|%T|%r|%N"
 _METRIC_FIELDS = "JobID,State,ExitCode,Submit,Start,End,NodeList,AllocCPUS,ReqMem,MaxRSS"
 
 
+def _dependency(jobs: Sequence[StagedJob]) -> list[str]:
+    """``afterok`` on every job the batch waits for; an array's tasks all wait for all of them.
+
+    ``--kill-on-invalid-dep`` makes Slurm cancel the job when a dependency fails, even on
+    clusters without ``DependencyParameters=kill_invalid_depend``, instead of leaving it
+    pending forever.
+    """
+    after = list(dict.fromkeys(upstream for job in jobs for upstream in job.after))
+    if not after:
+        return []
+    return [f"#SBATCH --dependency=afterok:{':'.join(after)}", "#SBATCH --kill-on-invalid-dep=yes"]
+
+
 def _local_time(text: str) -> datetime.datetime | None:
     """sacct prints the cluster's local time without a zone; ``Unknown`` when there is none yet."""
     try:
@@ -143,6 +156,7 @@ class SlurmBackend(Backend):
         lines = [
             "#!/bin/bash",
             *self._directives(chunk[0], f"{directory}/stdout", f"{directory}/stderr"),
+            *_dependency(chunk),
             "export CLUSTRIX_JOB_ID=$SLURM_JOB_ID",
             "export CLUSTRIX_CORES=${SLURM_CPUS_PER_TASK:-1}",
             *self.run_lines(chunk),
@@ -162,6 +176,7 @@ class SlurmBackend(Backend):
             # One file for the whole array: only what fails before the redirect below lands here.
             *self._directives(first, f"{batch_dir}/slurm-%A.out", f"{batch_dir}/slurm-%A.out"),
             f"#SBATCH --array={array}",
+            *_dependency([job for chunk in group for job in chunk]),
             "export CLUSTRIX_JOB_ID=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}",
             "export CLUSTRIX_CORES=${SLURM_CPUS_PER_TASK:-1}",
             # This task's job directories, shell-quoted on its line of the tasks file.

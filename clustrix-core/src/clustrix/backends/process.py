@@ -107,7 +107,7 @@ class ProcessBackend(Backend):
             statuses = {key: self._ended[key] for key in job_ids if key in self._ended}
             for key in job_ids:
                 if key in queued:
-                    statuses[key] = JobStatus(JobState.PENDING, reason="waiting for free cores")
+                    statuses[key] = JobStatus(JobState.PENDING, reason="waiting for free cores or dependencies")
             to_read = [key for key in job_ids if key not in statuses]
             if to_read:
                 statuses.update(self._read_states(to_read))
@@ -124,11 +124,25 @@ class ProcessBackend(Backend):
             self.transport.run(["sh", "-c", _CANCEL, "sh", *started]).check(BackendUnavailableError, "cancelling")
 
     def _launch_ready(self) -> None:
-        """Start queued jobs, in order, while their cores fit. Called with the lock held."""
+        """Start queued jobs in order while their cores fit, skipping those that wait for others.
+
+        A job whose dependency ended without completing is cancelled here, as ``afterok`` does.
+        Called with the lock held.
+        """
         free = self.cores - sum(self._running.values())
         starting = []
-        while self._queue and self._queue[0].spec.resources.cores <= free:
-            job = self._queue.popleft()
+        for job in list(self._queue):
+            ended = [self._ended.get(upstream) for upstream in job.after]
+            failed = next((s for s in ended if s is not None and s.state is not JobState.COMPLETED), None)
+            if failed is not None:
+                self._queue.remove(job)
+                self._ended[job.key] = JobStatus(JobState.CANCELLED, reason=f"a dependency ended {failed.state.value}")
+                continue
+            if any(s is None for s in ended):
+                continue
+            if job.spec.resources.cores > free:
+                break  # first come, first served: a big job is not overtaken by smaller ones
+            self._queue.remove(job)
             free -= job.spec.resources.cores
             starting.append(job)
         if not starting:
