@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -235,15 +236,36 @@ def task_identity(x: int) -> tuple[int, str, str]:
     return x * x, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
 
 
+def batch_dirs(fn: ClusterFunction) -> set[str]:
+    backend = fn.session().backend
+    out = backend.transport.run(["sh", "-c", 'ls -d "$1"/batch-* 2>/dev/null || true', "sh", backend.workdir])
+    return set(out.stdout.split())
+
+
 def test_map_of_20_is_one_array_job(slurm):
-    futures = cluster(profile=slurm)(task_identity).map(range(20))
+    fn = cluster(profile=slurm)(task_identity)
+    before = batch_dirs(fn)
+    futures = fn.map(range(20))
     results = [f.result(timeout=120) for f in futures]
+    assert batch_dirs(fn) == before, "the array's batch directory is cleaned once all its jobs succeeded"
     assert [r[0] for r in results] == [x * x for x in range(20)]
     array_ids = {f.job_id.split("_")[0] for f in futures}
     assert len(array_ids) == 1
     assert {r[1] for r in results} == array_ids
     assert [f.job_id for f in futures] == [f"{r[1]}_{r[2]}" for r in results]
     assert len({f.job_id for f in futures}) == 20
+
+
+def test_failed_array_keeps_its_batch_directory(slurm):
+    fn = cluster(profile=slurm)(int)
+    before = batch_dirs(fn)
+    futures = fn.map(["1", "x"])
+    assert futures[0].result(timeout=120) == 1
+    with pytest.raises(ValueError):
+        futures[1].result(timeout=120)
+    kept = batch_dirs(fn) - before
+    assert len(kept) == 1, "kept for its Slurm output, as the failed job's directory is"
+    fn.session().transport.remove_tree(kept.pop())
 
 
 def test_chunksize_runs_several_calls_per_task(slurm):
@@ -413,3 +435,33 @@ def test_failed_upstream_cancels_dependants_instead_of_leaving_them_pending(clus
     record = scontrol_job(cluster(profile=name)(touch), downstream.job_id)
     assert (record["JobState"], record["Reason"]) == ("CANCELLED", "DependencyNeverSatisfied")
     assert not marker.exists()
+
+
+def test_ctrl_c_while_waiting_cancels_the_slurm_job(slurm, tmp_path):
+    script = tmp_path / "wait.py"
+    id_file = tmp_path / "job_id"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import cloudpickle\n"
+        "from clustrix import cluster\n"
+        "cloudpickle.register_pickle_by_value(sys.modules[__name__])\n"
+        "def forever():\n"
+        "    time.sleep(600)\n"
+        f"fn = cluster(profile={slurm!r})(forever)\n"
+        "real_submit = fn.submit\n"
+        "def submit_and_tell(*a, **k):\n"
+        "    future = real_submit(*a, **k)\n"
+        f"    Path({str(id_file)!r}).write_text(future.job_id)\n"
+        "    return future\n"
+        "fn.submit = submit_and_tell\n"
+        "fn()\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], env=os.environ, stderr=subprocess.PIPE, text=True)
+    job_id = wait_for(lambda: id_file.exists() and id_file.read_text(), 60, "the job id")
+    fn = cluster(profile=slurm)(add)
+    wait_for(lambda: scontrol_job(fn, job_id)["JobState"] == "RUNNING", 60, "the job to run")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in stderr
+    wait_for(lambda: scontrol_job(fn, job_id)["JobState"] == "CANCELLED", 60, "scancel to take effect")

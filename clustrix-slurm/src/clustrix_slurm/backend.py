@@ -83,6 +83,10 @@ class SlurmBackend(Backend):
         self._max_array_size: int | None = None
         # Base ids of jobs submitted with --mem: their SIGKILL is a memory kill.
         self._memory_limited: set[str] = set()
+        # Batch directories (array scripts, tasks files, Slurm's own output) and their unfinished
+        # job ids; each is cleaned by the profile's policy once all of its jobs have ended.
+        self._batches: dict[str, set[str]] = {}
+        self._batch_failed: set[str] = set()
         self._log = get_logger(cluster=self.config.label)
 
     # -- talking to Slurm ---------------------------------------------------------------
@@ -148,7 +152,10 @@ class SlurmBackend(Backend):
             # All of the batch or none of it: the caller cleans the job directories.
             if submitted:
                 self.cancel(submitted)
+            self.transport.remove_tree(batch_dir)
             raise
+        with self._lock:
+            self._batches[batch_dir] = set(ids)
         return ids
 
     def _submit_single(self, chunk: list[StagedJob]) -> str:
@@ -245,7 +252,28 @@ class SlurmBackend(Backend):
         if missing:
             found.update(self._squeue(missing))
         unknown = JobStatus(JobState.UNKNOWN, reason="Slurm no longer knows this job")
-        return {job_id: found.get(job_id, unknown) for job_id in job_ids}
+        statuses = {job_id: found.get(job_id, unknown) for job_id in job_ids}
+        self._clean_batches(statuses)
+        return statuses
+
+    def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
+        ended = []
+        with self._lock:
+            for batch_dir, waiting in self._batches.items():
+                for job_id in [j for j in waiting if j in statuses and statuses[j].state.finished]:
+                    waiting.discard(job_id)
+                    if statuses[job_id].state is not JobState.COMPLETED:
+                        self._batch_failed.add(batch_dir)
+                if not waiting:
+                    ended.append(batch_dir)
+            for batch_dir in ended:
+                del self._batches[batch_dir]
+        for batch_dir in ended:
+            failed = batch_dir in self._batch_failed
+            self._batch_failed.discard(batch_dir)
+            policy = self.config.cleanup
+            if policy == "always" or (policy == "on_success" and not failed):
+                self.transport.remove_tree(batch_dir)
 
     def _bases(self, job_ids: Sequence[str]) -> str:
         return ",".join(sorted({parse.base_id(job_id) for job_id in job_ids}, key=int))
