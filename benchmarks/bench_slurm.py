@@ -1,16 +1,28 @@
-"""Slurm backend overhead, printed as figures with ratios against raw sbatch measured in the same run.
+"""Slurm backend overhead against raw sbatch and submitit, all against the same real Slurm in one run.
 
-    CLUSTRIX_CONFIG=/var/lib/clustrix-test/clustrix.toml .venv/bin/python benchmarks/bench_slurm.py [PROFILE] [N] [M]
+    CLUSTRIX_CONFIG=/var/lib/clustrix-test/clustrix.toml .venv/bin/python benchmarks/bench_slurm.py [--n N] [--quick]
 
-- one trivial call through the whole path (serialize, stage, sbatch, sacct polling, fetch)
-  against the floor: ``sbatch --wrap`` of the same interpreter importing cloudpickle and
-  touching a marker file, watched by polling for that file every 50 ms;
-- a map of M calls (one array job), chunksize 1 and 10, against a raw ``sbatch --array``
-  of the same M tasks watched the same way.
+Prints figures, never asserts (targets are printed next to them):
+
+1. the floor: ``sbatch --wrap`` of the same interpreter importing cloudpickle and touching a
+   marker file, watched by polling for that file every 50 ms (median of N single jobs);
+2. one trivial clustrix call through the whole path (serialize, stage, sbatch, sacct polling,
+   fetch), median of N, and its ratio to the floor (target <= 1.10x);
+3. the same call through submitit's ``AutoExecutor``, median of N, and its ratio to the floor;
+4. 100 trivial calls: submitit ``map_array`` against clustrix ``map`` with chunksize 10 and 25
+   (target: clustrix >= 10x faster), with a raw ``sbatch --array`` of 100 tasks as the floor;
+5. scheduler queries per monitor poll with 1, 10 and 100 outstanding jobs, counted by shims
+   on PATH, for the ``slurm`` profile (sacct) and ``slurm-noacct`` (squeue): it should be flat.
+
+Profiles ``slurm`` and ``slurm-noacct`` come from $CLUSTRIX_CONFIG (the test clusters'
+clustrix.toml); submitit and raw sbatch use the ``slurm`` profile's slurm.conf.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import concurrent.futures
 import os
 import statistics
 import subprocess
@@ -20,9 +32,25 @@ import time
 import tomllib
 from pathlib import Path
 
+import submitit
+
 from clustrix import cluster
 
 MARKER_POLL = 0.05
+MAIN = "slurm"
+NOACCT = "slurm-noacct"
+QUERIES = ("sacct", "squeue", "scontrol")
+SHIMMED = (*QUERIES, "sbatch", "scancel")
+
+
+def trivial(x: int) -> int:
+    return x + 1
+
+
+def slow(x: int) -> int:
+    # Long enough that none of the jobs ends inside a counting window: they stay outstanding.
+    time.sleep(120)
+    return x
 
 
 def median_seconds(fn, n: int) -> float:
@@ -34,7 +62,13 @@ def median_seconds(fn, n: int) -> float:
     return statistics.median(times)
 
 
-def raw_sbatch(env: dict[str, str], markers: Path, tasks: int) -> None:
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def raw_sbatch(markers: Path, tasks: int) -> None:
     """Submit ``tasks`` bare tasks (an array when more than one) and wait for every marker file."""
     for old in markers.glob("done-*"):
         old.unlink()
@@ -42,37 +76,108 @@ def raw_sbatch(env: dict[str, str], markers: Path, tasks: int) -> None:
     argv = ["sbatch", "--parsable", "-o", "/dev/null", f"--wrap={command}"]
     if tasks > 1:
         argv.insert(1, f"--array=0-{tasks - 1}")
-    subprocess.run(argv, check=True, capture_output=True, env=env)
+    subprocess.run(argv, check=True, capture_output=True)
     while len(list(markers.glob("done-*"))) < tasks:
         time.sleep(MARKER_POLL)
 
 
-def main(profile: str, n: int, m: int) -> None:
-    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
-    env = {**os.environ, "SLURM_CONF": profiles[profile]["slurm_conf"]}
-    markers = Path(tempfile.mkdtemp(prefix="clustrix-bench-"))
-    trivial = cluster(profile=profile)(abs)
-    trivial(-1)  # warm: session, monitor thread, accounting probe, page cache
+def check(values: list, expected: list) -> str:
+    # A wrong answer makes the timing meaningless; say so rather than abort the other figures.
+    return "" if values == expected else "  (WRONG RESULTS)"
 
-    floor = median_seconds(lambda: raw_sbatch(env, markers, 1), n)
-    call = median_seconds(lambda: trivial(-1), n)
-    print(
-        f"trivial call, median of {n}: clustrix {call * 1000:.0f} ms, "
-        f"floor (raw sbatch + marker polling) {floor * 1000:.0f} ms, ratio {call / floor:.2f}x"
-    )
 
-    array_floor = median_seconds(lambda: raw_sbatch(env, markers, m), 1)
-    for chunksize in (1, 10):
-        start = time.perf_counter()
-        futures = trivial.map(range(-m, 0), chunksize=chunksize)
-        assert [f.result() for f in futures] == list(range(m, 0, -1))
-        took = time.perf_counter() - start
+def install_shims(directory: Path) -> Path:
+    """Put counting wrappers of the Slurm commands first on PATH; returns the file they append to."""
+    counter = directory / "calls"
+    counter.touch()
+    for name in SHIMMED:
+        shim = directory / name
+        shim.write_text(f'#!/bin/sh\necho {name} >> {counter}\nexec /usr/bin/{name} "$@"\n')
+        shim.chmod(0o755)
+    # The local transport starts every command with this process's environment.
+    os.environ["PATH"] = f"{directory}:{os.environ['PATH']}"
+    return counter
+
+
+def counts(counter: Path) -> collections.Counter:
+    return collections.Counter(counter.read_text().split())
+
+
+def queries_per_poll(profile: str, counter: Path, window: float) -> None:
+    """Keep 1, 10, 100 jobs outstanding for ``window`` seconds each; print queries per poll."""
+    # cleanup="always": the cancelled jobs' directories go too. Own session, so warm it first
+    # (the accounting probe runs on its first poll and must not land in a window).
+    settings = {"profile": profile, "cleanup": "always"}
+    cluster(**settings)(trivial)(1)
+    fn = cluster(**settings)(slow)
+    monitor = fn.session().monitor
+    for batch in (1, 10, 100):
+        # chunksize=1: one array task per call (a single job for a batch of one).
+        futures = fn.map(range(batch), chunksize=1)
+        before, polls = counts(counter), monitor.polls
+        time.sleep(window)
+        seen, polled = counts(counter) - before, monitor.polls - polls
+        queries = sum(seen[name] for name in QUERIES)
+        detail = ", ".join(f"{name} {seen[name]}" for name in QUERIES)
+        per_poll = f"{queries / polled:.2f}" if polled else "n/a"
         print(
-            f"{m}-call map, chunksize {chunksize}: clustrix {took:.2f} s, "
-            f"floor (raw sbatch --array of {m} tasks) {array_floor:.2f} s, ratio {took / array_floor:.2f}x"
+            f"  {profile:<12} {batch:>3} outstanding: {polled:>2} polls in {window:g} s, "
+            f"{queries:>3} queries ({detail}) -> {per_poll} per poll"
         )
+        fn.session().cancel([future.job for future in futures])
+        done, waiting = concurrent.futures.wait(futures, timeout=120)
+        if waiting:
+            print(f"  {profile}: {len(waiting)} cancelled jobs still unresolved after 120 s")
+
+
+def main(n: int, calls: int, window: float) -> None:
+    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
+    # submitit and raw sbatch run Slurm's commands with this process's environment.
+    os.environ["SLURM_CONF"] = profiles[MAIN]["slurm_conf"]
+    scratch = Path(tempfile.mkdtemp(prefix="clustrix-bench-"))
+    markers = scratch / "markers"
+    markers.mkdir()
+
+    clustrix_fn = cluster(profile=MAIN)(trivial)
+    executor = submitit.AutoExecutor(folder=scratch / "submitit", cluster="slurm")
+    executor.update_parameters(slurm_partition="debug", timeout_min=10, mem_gb=0.1, cpus_per_task=1)
+    # Warm both: session, monitor thread, accounting probe, page cache; submitit's first job
+    # is several seconds slower than the rest.
+    clustrix_fn(1)
+    executor.submit(trivial, 1).result()
+
+    print(f"one trivial call, median of {n}:")
+    floor = median_seconds(lambda: raw_sbatch(markers, 1), n)
+    print(f"  floor (raw sbatch + 50 ms marker polling)  {floor * 1000:7.0f} ms")
+    call = median_seconds(lambda: clustrix_fn(1), n)
+    print(f"  clustrix                                   {call * 1000:7.0f} ms  {call / floor:.2f}x floor (target <= 1.10x)")
+    sub = median_seconds(lambda: executor.submit(trivial, 1).result(), n)
+    print(f"  submitit                                   {sub * 1000:7.0f} ms  {sub / floor:.2f}x floor")
+
+    print(f"{calls} trivial calls, total:")
+    expected = [trivial(x) for x in range(calls)]
+    array_floor, _ = timed(lambda: raw_sbatch(markers, calls))
+    print(f"  floor (raw sbatch --array, {calls} tasks)     {array_floor:7.2f} s")
+    took_sub, jobs = timed(lambda: [job.result() for job in executor.map_array(trivial, range(calls))])
+    print(f"  submitit map_array                         {took_sub:7.2f} s{check(jobs, expected)}")
+    for chunksize in (10, 25):
+        took, values = timed(lambda c=chunksize: [f.result() for f in clustrix_fn.map(range(calls), chunksize=c)])
+        print(
+            f"  clustrix map, chunksize {chunksize:<3}                {took:7.2f} s  "
+            f"submitit/clustrix {took_sub / took:.1f}x (target >= 10x){check(values, expected)}"
+        )
+
+    # Shims only now: submitit is done, and the timings above must not pay for the wrappers.
+    counter = install_shims(scratch / "shims")
+    print(f"scheduler queries (sacct+squeue+scontrol) per monitor poll, {window:g} s per batch:")
+    for profile in (MAIN, NOACCT):
+        queries_per_poll(profile, counter, window)
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    main(args[0] if args else "slurm", int(args[1]) if len(args) > 1 else 10, int(args[2]) if len(args) > 2 else 40)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, help="single calls per median (default 10, quick 3)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter counting windows")
+    parser.add_argument("--calls", type=int, default=100, help="calls in the many-calls comparison")
+    args = parser.parse_args()
+    main(args.n or (3 if args.quick else 10), args.calls, 8.0 if args.quick else 20.0)

@@ -199,6 +199,10 @@ _slurm_write_conf() {
     # Only main cancels jobs with failed dependencies by itself; the others behave like most
     # sites, where clustrix must ask for it (sbatch --kill-on-invalid-dep).
     [ "$name" = main ] && depend="DependencyParameters=kill_invalid_depend"
+    # multi forgets finished jobs within a minute or so (the purge runs about every 60 s), as
+    # busy sites do: clients must resolve vanished jobs from the runner's own record.
+    local min_job_age=300
+    [ "$name" = multi ] && min_job_age=2
     case $name in
         main)
             ctld_port=$SLURM_MAIN_CTLD_PORT
@@ -247,7 +251,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=100
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
-MinJobAge=300
+MinJobAge=$min_job_age
 KillWait=5
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/linux

@@ -465,3 +465,37 @@ def test_ctrl_c_while_waiting_cancels_the_slurm_job(slurm, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert "KeyboardInterrupt" in stderr
     wait_for(lambda: scontrol_job(fn, job_id)["JobState"] == "CANCELLED", 60, "scancel to take effect")
+
+
+def kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def slurm_knows(fn: ClusterFunction, job_id: str) -> bool:
+    backend = fn.session().backend
+    result = backend.transport.run(
+        ["scontrol", "-o", "show", "job", job_id], env={"SLURM_CONF": backend.config.option("slurm_conf")}
+    )
+    return result.ok
+
+
+@pytest.mark.expensive
+def test_jobs_slurm_forgot_are_resolved_from_the_runners_own_record(cluster_profile):
+    # slurm-multi purges finished jobs (MinJobAge=2, purged within about a minute). With polls 100 s
+    # apart, the first poll sees the jobs queued and the second finds Slurm has forgotten them.
+    profile = cluster_profile("slurm-multi")
+    slow = {"profile": profile, "poll_interval": 100.0, "poll_interval_max": 100.0}
+    returned = cluster(**slow)(add).submit(1, 2)
+    killed = cluster(**slow)(kill_self).submit()
+    probe = cluster(profile=profile)(add)
+    wait_for(
+        lambda: not slurm_knows(probe, returned.job_id) and not slurm_knows(probe, killed.job_id),
+        150,
+        "Slurm to forget both jobs",
+    )
+    assert returned.result(timeout=200) == 3
+    assert returned.job.status.reason == "resolved from the job's result file"
+    assert returned.state is JobState.COMPLETED
+    with pytest.raises(JobFailedError, match="ended without a result") as info:
+        killed.result(timeout=200)
+    assert info.value.state is JobState.UNKNOWN, "a vanished job without a result is never called completed"
