@@ -499,3 +499,43 @@ def test_jobs_slurm_forgot_are_resolved_from_the_runners_own_record(cluster_prof
     with pytest.raises(JobFailedError, match="ended without a result") as info:
         killed.result(timeout=200)
     assert info.value.state is JobState.UNKNOWN, "a vanished job without a result is never called completed"
+
+
+def nap(x):
+    time.sleep(2)
+    return x
+
+
+@pytest.mark.parametrize("profile", ["slurm", "slurm-noacct"])
+def test_one_scheduler_query_per_poll_for_many_jobs(cluster_profile, profile):
+    fn = cluster(profile=cluster_profile(profile), poll_interval=0.5, poll_interval_max=1.0)(nap)
+    session = fn.session()
+    queries_per_poll: list[int] = []
+    real_run = session.transport.run
+    current = {"count": 0}
+
+    def counting_run(argv, **kwargs):
+        if argv[0] in ("sacct", "squeue", "scontrol") and argv[1:3] != ["show", "config"]:
+            current["count"] += 1
+        return real_run(argv, **kwargs)
+
+    real_poll = session.backend.poll
+
+    def counting_poll(job_ids):
+        current["count"] = 0
+        statuses = real_poll(job_ids)
+        queries_per_poll.append(current["count"])
+        return statuses
+
+    session.transport.run = counting_run
+    session.backend.poll = counting_poll
+    try:
+        futures = fn.map(range(12))
+        assert [f.result(timeout=300) for f in futures] == list(range(12))
+    finally:
+        del session.transport.run
+        del session.backend.poll
+    assert len(queries_per_poll) >= 3
+    # However many tasks: sacct, then squeue for tasks accounting has not recorded yet, then one
+    # scontrol for the array's exit codes; without accounting, squeue and that scontrol.
+    assert max(queries_per_poll) <= (3 if profile == "slurm" else 2), queries_per_poll
