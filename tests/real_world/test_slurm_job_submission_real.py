@@ -8,6 +8,7 @@ the backend's transport, files on the node, or the scheduler's final state.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -539,3 +540,22 @@ def test_one_scheduler_query_per_poll_for_many_jobs(cluster_profile, profile):
     # However many tasks: sacct, then squeue for tasks accounting has not recorded yet, then one
     # scontrol for the array's exit codes; without accounting, squeue and that scontrol.
     assert max(queries_per_poll) <= (3 if profile == "slurm" else 2), queries_per_poll
+
+
+def span(x):
+    start = time.time()
+    time.sleep(1)
+    return start, time.time()
+
+
+def test_array_throttle_runs_one_task_at_a_time(cluster_profile):
+    fn = cluster(profile=cluster_profile("slurm"), array_throttle=1)(span)
+    futures = fn.map(range(3))
+    backend = fn.session().backend
+    shown = backend.transport.run(
+        ["scontrol", "-o", "show", "job", futures[0].job_id.split("_")[0]],
+        env={"SLURM_CONF": backend.config.option("slurm_conf")},
+    )
+    assert "ArrayTaskThrottle=1" in shown.stdout
+    spans = sorted(f.result(timeout=300) for f in futures)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans

@@ -60,3 +60,32 @@ def test_scontrol_records_by_task_id():
     assert records["54_4"]["JobState"] == "PENDING"
     assert records["54_1"]["NodeList"] == "vm"
     assert records["6"]["ExitCode"] == "3:0"
+
+
+def test_states_that_cannot_be_caused_at_will_here():
+    # Words as Slurm documents them for sacct/squeue; a node failure or a preemption cannot be
+    # provoked on the test clusters, so their mapping is pinned here.
+    assert parse.status("NODE_FAIL", "NodeDown", "0:0", "n2", memory_limited=False).state is JobState.NODE_FAIL
+    preempted = parse.status("PREEMPTED", "None", "0:0", "n1", memory_limited=False)
+    assert preempted.state is JobState.PREEMPTED and not preempted.state.finished
+    assert parse.status("OUT_OF_MEMORY", "OutOfMemory", "0:125", "vm", memory_limited=True).state is (
+        JobState.OUT_OF_MEMORY
+    )
+    assert parse.status("REQUEUED", "None", "0:0", "", memory_limited=False).state is JobState.PENDING
+    # squeue marks states with more to come with a "+"; an unknown word keeps the job waiting.
+    assert parse.status("CANCELLED+", "None", "0:15", "vm", memory_limited=False).state is JobState.CANCELLED
+    unknown = parse.status("SOMETHING_NEW", "None", "0:0", "vm", memory_limited=False)
+    assert unknown.state is JobState.RUNNING and "SOMETHING_NEW" in unknown.reason
+
+
+def test_allocation_fields():
+    # From `scontrol -o show job` on the main cluster: TRES=cpu=2,mem=400M,node=1,billing=2 TimeLimit=00:05:00
+    assert parse.tres("cpu=2,mem=400M,node=1,billing=2") == {"cpu": "2", "mem": "400M", "node": "1", "billing": "2"}
+    assert parse.slurm_memory("400M") == 400 * 1024**2
+    assert parse.slurm_memory("1234K") == 1234 * 1024
+    assert parse.slurm_memory("300Mn") == 300 * 1024**2
+    assert parse.slurm_memory("16?") is None and parse.slurm_memory("") is None
+    assert parse.slurm_time("00:05:00") == 300
+    assert parse.slurm_time("1-00:00:00") == 86400
+    assert parse.slurm_time("05:00") == 300
+    assert parse.slurm_time("UNLIMITED") is None
