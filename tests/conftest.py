@@ -51,3 +51,41 @@ def process_gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state == "Z"
+
+
+def run_conformance_kit(tmp_path: Path, *target: str) -> list[dict]:
+    """Run ``pytest --pyargs clustrix.conformance`` with ``target`` options, as a backend author would.
+
+    Asserts the kit passed all five tests; returns the validator's report of every job it ran.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    report = tmp_path / "conformance-report.json"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "clustrix.conformance",
+            *target,
+            "--clustrix-report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env={**os.environ, "CI": ""},
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert "5 passed" in out.stdout
+    jobs = json.loads(report.read_text())["jobs"]
+    assert len(jobs) == 13 and all(job["passed"] for job in jobs), [j for j in jobs if not j["passed"]]
+    return jobs
