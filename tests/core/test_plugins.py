@@ -117,3 +117,18 @@ def test_secrets_are_redacted_in_logs(caplog):
     text = caplog.text
     assert "hunter2" not in text and "abc123" not in text and "s3cret" not in text
     assert "job_id='42'" in text and "host='login'" in text and "***" in text
+
+
+def test_dependency_on_an_ended_job_needs_no_waiting_and_clusters_cannot_mix(local_profile):
+    profile = local_profile(backend="example")
+    import time
+
+    upstream = cluster(profile=profile)(time.sleep).submit(0)
+    assert upstream.result(timeout=60) is None  # ended at submit: a dependant needs no waiting
+    assert cluster(profile=profile)(abs).after(upstream).submit(-1).result(timeout=60) == 1
+
+    slow = cluster(profile=local_profile("other"))(time.sleep).submit(2)
+    from clustrix import ConfigError
+
+    with pytest.raises(ConfigError, match="another cluster"):
+        cluster(profile=profile)(abs).after(slow).submit(-1)

@@ -63,7 +63,9 @@ class Backend(abc.ABC):
 
         ``chunksize`` asks for that many consecutive calls per scheduler task (the runner
         runs them in order); those calls may then share one id. A backend with no use
-        for it may ignore it.
+        for it may ignore it. A job's ``after`` ids must have COMPLETED before it starts;
+        if one ends otherwise the job must end CANCELLED without running. A backend that
+        cannot wait raises SubmissionError for such jobs.
         """
 
     @abc.abstractmethod

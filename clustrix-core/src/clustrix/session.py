@@ -107,7 +107,7 @@ class ClusterSession:
         runner, and keeps that job's directory from cleanup until this call has ended.
         """
         args, kwargs = list(spec.args), dict(spec.kwargs)
-        upstream: dict[int | str, str] = {}
+        upstream: dict[int | str, tuple[str, str]] = {}
         waits_for: list[Job] = []
         reads_from: list[Job] = []
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from clustrix import Job, JobState, JobStatus, hookimpl
+from clustrix import Job, JobState, JobStatus, SubmissionError, hookimpl
 from clustrix.backend import Backend, StagedJob
 from clustrix.validation import Allocation
 
@@ -22,6 +22,8 @@ class SerialShellBackend(Backend):
         self._done: dict[str, JobStatus] = {}
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+        if any(job.after for job in jobs):
+            raise SubmissionError("the example backend runs each job at once and cannot wait for others")
         ids = []
         for job in jobs:
             job_id = f"example-{next(_ids)}"
