@@ -9,6 +9,7 @@ the backend's transport, files on the node, or the scheduler's final state.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import uuid
 from pathlib import Path
 
 import cloudpickle
@@ -559,3 +561,31 @@ def test_array_throttle_runs_one_task_at_a_time(cluster_profile):
     assert "ArrayTaskThrottle=1" in shown.stdout
     spans = sorted(f.result(timeout=300) for f in futures)
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+
+
+def report_env():
+    return os.environ["X"], sys.argv[1:]
+
+
+def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, tmp_path, monkeypatch):
+    tag = uuid.uuid4().hex
+    markers = [f"/tmp/cx-slurm-pwned-{tag}-{i}" for i in range(3)]
+    value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n %j %A ${{PATH}}"
+    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
+    base = profiles[slurm]
+    workdir = f"{base['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j %A {tag}"
+    table = {**base, "workdir": workdir}
+    variant = tmp_path / "hostile.toml"
+    variant.write_text("[profiles.hostile]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(variant))
+    fn = cluster(profile="hostile", name="a;b$(touch /tmp/x)", env={"X": value})(report_env)
+    try:
+        got, job_dirs = fn()
+        assert got == value
+        assert job_dirs[0].startswith(workdir + "/")
+        batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
+        results = [f.result(timeout=120) for f in batch]
+        assert results == [4, 6]
+        assert not any(Path(m).exists() for m in markers)
+    finally:
+        fn.session().transport.remove_tree(workdir)

@@ -38,6 +38,11 @@ _SQUEUE_FORMAT = "%i|%T|%r|%N"
 _METRIC_FIELDS = "JobID,State,ExitCode,Submit,Start,End,NodeList,AllocCPUS,ReqMem,MaxRSS"
 
 
+def _literal(path: str) -> str:
+    """``path`` for sbatch's --output/--error, where ``%`` starts a replacement symbol."""
+    return path.replace("%", "%%")
+
+
 def _dependency(jobs: Sequence[StagedJob]) -> list[str]:
     """``afterok`` on every job the batch waits for; an array's tasks all wait for all of them.
 
@@ -162,7 +167,7 @@ class SlurmBackend(Backend):
         directory = chunk[0].directory
         lines = [
             "#!/bin/bash",
-            *self._directives(chunk[0], f"{directory}/stdout", f"{directory}/stderr"),
+            *self._directives(chunk[0]),
             *_dependency(chunk),
             "export CLUSTRIX_JOB_ID=$SLURM_JOB_ID",
             "export CLUSTRIX_CORES=${SLURM_CPUS_PER_TASK:-1}",
@@ -170,7 +175,8 @@ class SlurmBackend(Backend):
         ]
         script = f"{directory}/job.sh"
         self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
-        return self._sbatch(script, chunk[0])
+        out = _literal(directory)
+        return self._sbatch(script, chunk[0], f"{out}/stdout", f"{out}/stderr")
 
     def _submit_array(self, group: list[list[StagedJob]], batch_dir: str, number: int) -> str:
         first = group[0][0]
@@ -180,8 +186,7 @@ class SlurmBackend(Backend):
         python = shlex.quote(self.python_for(first.spec))
         lines = [
             "#!/bin/bash",
-            # One file for the whole array: only what fails before the redirect below lands here.
-            *self._directives(first, f"{batch_dir}/slurm-%A.out", f"{batch_dir}/slurm-%A.out"),
+            *self._directives(first),
             f"#SBATCH --array={array}",
             *_dependency([job for chunk in group for job in chunk]),
             "export CLUSTRIX_JOB_ID=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}",
@@ -197,14 +202,14 @@ class SlurmBackend(Backend):
         script = f"{batch_dir}/array-{number}.sh"
         self.transport.write_files({tasks: task_lines.encode()}, 0o600)
         self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
-        return self._sbatch(script, first)
+        # One file for the whole array: only what fails before the script's redirect lands there.
+        out = f"{_literal(batch_dir)}/slurm-%A.out"
+        return self._sbatch(script, first, out, out)
 
-    def _directives(self, job: StagedJob, stdout: str, stderr: str) -> list[str]:
+    def _directives(self, job: StagedJob) -> list[str]:
         resources: Resources = job.spec.resources
         options = [
             f"--job-name={_NAME_UNSAFE.sub('_', job.spec.name)[:100] or 'clustrix'}",
-            f"--output={stdout}",
-            f"--error={stderr}",
             # The runner appends each call's own output to the same files.
             "--open-mode=append",
             f"--cpus-per-task={resources.cores}",
@@ -226,8 +231,9 @@ class SlurmBackend(Backend):
         lines += [extra if extra.startswith("#SBATCH") else f"#SBATCH {extra}" for extra in resources.extra]
         return lines
 
-    def _sbatch(self, script: str, job: StagedJob) -> str:
-        result = self._run(["sbatch", "--parsable", script])
+    def _sbatch(self, script: str, job: StagedJob, stdout: str, stderr: str) -> str:
+        """Submit ``script``; paths go on the command line, where no #SBATCH parsing can split them."""
+        result = self._run(["sbatch", "--parsable", f"--output={stdout}", f"--error={stderr}", script])
         words = (result.stderr.strip() or result.stdout.strip())[-2000:]
         if not result.ok:
             if any(marker in words for marker in _UNREACHABLE):
