@@ -589,3 +589,40 @@ def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, t
         assert not any(Path(m).exists() for m in markers)
     finally:
         fn.session().transport.remove_tree(workdir)
+
+
+# -- a scheduler that is down ------------------------------------------------------------------------
+
+CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"
+STATE = Path(os.environ.get("CLUSTRIX_TEST_STATE", "/var/lib/clustrix-test"))
+
+
+def test_submitting_to_a_controller_that_is_down_is_backend_unavailable(cluster_profile, tmp_path, monkeypatch):
+    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
+    base = profiles[cluster_profile("slurm-noacct")]
+    conf = tmp_path / "slurm.conf"
+    # The same cluster, but its controller's port has nobody listening: as if slurmctld were down.
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", Path(base["slurm_conf"]).read_text()))
+    table = {**base, "slurm_conf": str(conf), "workdir": str(tmp_path / "jobs")}
+    variant = tmp_path / "down.toml"
+    variant.write_text("[profiles.down]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(variant))
+    with pytest.raises(clustrix.BackendUnavailableError, match="Unable to contact slurm controller"):
+        cluster(profile="down")(add)(1, 2)
+    assert list((tmp_path / "jobs").iterdir()) == [], "nothing is left staged"
+
+
+@pytest.mark.expensive
+def test_controller_going_down_while_waiting_fails_the_future_then_recovers(cluster_profile):
+    profile = cluster_profile("slurm-noacct")
+    fn = cluster(profile=profile, poll_failure_timeout=20.0, poll_interval_max=2.0)(slow)
+    future = fn.submit("survives", 60)
+    wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
+    pid_file = STATE / "run" / "slurm-noacct-slurmctld.pid"
+    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    try:
+        with pytest.raises(clustrix.BackendUnavailableError, match="no answer from the scheduler"):
+            future.result(timeout=180)
+    finally:
+        subprocess.run([str(CLUSTERS / "up"), "slurm"], check=True, timeout=300, capture_output=True)
+    assert cluster(profile=profile)(add)(20, 22) == 42
