@@ -15,8 +15,9 @@ Prints figures, never asserts (targets are printed next to them):
    on PATH, for the ``slurm`` profile (sacct) and ``slurm-noacct`` (squeue), in the seconds
    right after submission and in a steady window after them: it should be flat (about 1).
 
-Defaults take about 6 minutes on 2 cores; ``--quick`` about 3. Other jobs on the cluster
-(a concurrent test run) slow every figure, so run it on an otherwise idle cluster.
+Defaults take about 7 minutes on 2 cores, ``--quick`` about 4 (the 100-task arrays dominate).
+Other jobs on the cluster (a concurrent test run) slow every figure: run it on an idle cluster;
+the last line says how many there were.
 
 Profiles ``slurm`` and ``slurm-noacct`` come from $CLUSTRIX_CONFIG (the test clusters'
 clustrix.toml); submitit and raw sbatch use the ``slurm`` profile's slurm.conf.
@@ -28,6 +29,7 @@ import argparse
 import collections
 import concurrent.futures
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -108,8 +110,16 @@ def install_shims(directory: Path) -> Path:
     return counter
 
 
-def counts(counter: Path) -> collections.Counter:
-    return collections.Counter(counter.read_text().split())
+def after_poll(monitor, counter: Path) -> tuple[collections.Counter, int]:
+    """Commands run so far and the poll count, taken just after a poll ended.
+
+    A poll runs its commands before it counts itself; reading both mid-poll would count
+    a query without its poll. Right after the count moves, the monitor is waiting.
+    """
+    polls = monitor.polls
+    while monitor.polls == polls:
+        time.sleep(0.005)
+    return collections.Counter(counter.read_text().split()), monitor.polls
 
 
 def queries_per_poll(profile: str, counter: Path, settle: float, window: float) -> None:
@@ -125,10 +135,11 @@ def queries_per_poll(profile: str, counter: Path, settle: float, window: float) 
         futures = fn.map(range(batch), chunksize=1)
         # Two windows: slurmdbd records a new job seconds after sbatch, and until then the
         # backend asks squeue as well; after that, the steady state.
-        for label, seconds in ((f"first {settle:g} s", settle), (f"next {window:g} s", window)):
-            before, polls = counts(counter), monitor.polls
+        for label, seconds in ((f"first ~{settle:g} s", settle), (f"next ~{window:g} s", window)):
+            before, polls = after_poll(monitor, counter)
             time.sleep(seconds)
-            seen, polled = counts(counter) - before, monitor.polls - polls
+            seen, polled = after_poll(monitor, counter)
+            seen, polled = seen - before, polled - polls
             queries = sum(seen[name] for name in QUERIES)
             detail = ", ".join(f"{name} {seen[name]}" for name in QUERIES)
             per_poll = f"{queries / polled:.2f}" if polled else "n/a"
@@ -142,11 +153,20 @@ def queries_per_poll(profile: str, counter: Path, settle: float, window: float) 
             print(f"  {profile}: {len(waiting)} cancelled jobs still unresolved after 120 s")
 
 
+def other_jobs(since: str) -> int:
+    """Jobs on the main cluster since ``since`` that this benchmark did not submit."""
+    ours = {trivial.__name__, slow.__name__, "submitit", "wrap"}
+    argv = ["sacct", "-n", "-P", "-X", "-S", since, "-o", "JobName"]
+    names = subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
+    return sum(name not in ours for name in names)
+
+
 def main(n: int, calls: int, settle: float, window: float) -> None:
     profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
     # submitit and raw sbatch run Slurm's commands with this process's environment.
     os.environ["SLURM_CONF"] = profiles[MAIN]["slurm_conf"]
     scratch = Path(tempfile.mkdtemp(prefix="clustrix-bench-"))
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
     markers = scratch / "markers"
     markers.mkdir()
 
@@ -182,6 +202,12 @@ def main(n: int, calls: int, settle: float, window: float) -> None:
     print("scheduler queries (sacct+squeue+scontrol) per monitor poll, by outstanding jobs:")
     for profile in (MAIN, NOACCT):
         queries_per_poll(profile, counter, settle, window)
+
+    # The cluster has 2 cores: anyone else's jobs in the meantime skew every timing above.
+    others = other_jobs(since)
+    print(f"other jobs on the {MAIN} cluster during this run: {others}" + (" (timings disturbed)" if others else ""))
+    # Only on success: after a failure, submitit's logs in there say why.
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
