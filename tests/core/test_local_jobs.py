@@ -343,3 +343,27 @@ def test_function_defined_in_main_runs(local_profile, tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=os.environ)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "42"
+
+
+def test_cancel_a_whole_map_with_one_backend_call(local_profile):
+    @cluster(profile=local_profile())
+    def forever(i):
+        time.sleep(300)
+
+    futures = forever.map(range(6))
+    done_early = cluster(profile=local_profile("other"))(abs).submit(-1)
+    assert done_early.result(timeout=60) == 1
+    backend = futures[0].job.session.backend
+    calls = []
+    real_cancel = backend.cancel
+    backend.cancel = lambda ids: (calls.append(list(ids)), real_cancel(ids))[1]
+    try:
+        assert clustrix.cancel([*futures, done_early]) == 6
+    finally:
+        del backend.cancel
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(f.job_id for f in futures)
+    assert all(f.cancelled() for f in futures) and not done_early.cancelled()
+    deadline = time.monotonic() + 60
+    while not all(f.state is JobState.CANCELLED for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(f.state is JobState.CANCELLED for f in futures)

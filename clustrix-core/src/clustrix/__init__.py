@@ -30,7 +30,7 @@ from clustrix.errors import (
     SubmissionError,
 )
 from clustrix.hookspecs import hookimpl
-from clustrix.job import ClusterFuture, Job
+from clustrix.job import ClusterFuture, Job, cancel
 from clustrix.parallel import job_cores, pmap
 from clustrix.resources import Resources
 from clustrix.state import JobState, JobStatus
@@ -61,6 +61,7 @@ __all__ = [
     "SerializationError",
     "SubmissionError",
     "__version__",
+    "cancel",
     "cluster",
     "hookimpl",
     "job_cores",

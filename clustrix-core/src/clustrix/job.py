@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -81,9 +81,10 @@ class ClusterFuture(concurrent.futures.Future):
 
     def cancel(self) -> bool:
         """Cancel the job on the cluster; False when it has already ended."""
-        if self.done():
-            return False
-        self.job.session.cancel([self.job])
+        return cancel([self]) == 1
+
+    def mark_cancelled(self) -> bool:
+        """Cancel the future only, once its job has been cancelled on the cluster."""
         return super().cancel()
 
     def stdout(self) -> str:
@@ -97,3 +98,17 @@ class ClusterFuture(concurrent.futures.Future):
 
     def __repr__(self) -> str:
         return f"<ClusterFuture job {self.job_id} {self.state.value}>"
+
+
+def cancel(futures: Iterable[ClusterFuture]) -> int:
+    """Cancel many jobs with one scheduler call per cluster (a whole ``map`` at once).
+
+    Returns how many were cancelled; those already ended are left as they are.
+    """
+    pending = [future for future in futures if not future.done()]
+    by_session: dict[int, list[ClusterFuture]] = {}
+    for future in pending:
+        by_session.setdefault(id(future.job.session), []).append(future)
+    for group in by_session.values():
+        group[0].job.session.cancel([future.job for future in group])
+    return sum(future.mark_cancelled() for future in pending)
