@@ -183,7 +183,8 @@ def metrics_for(job: Job) -> JobMetrics:
     )
 
 
-# A job's states may only move forward through these ranks (PREEMPTED jobs run again).
+# A job's states may only move forward through these ranks; only a preemption sends a running
+# job back to the queue.
 _RANK = {JobState.PENDING: 0, JobState.PREEMPTED: 0, JobState.RUNNING: 1}
 
 
@@ -263,7 +264,10 @@ class ClusterJobValidator:
     def _history(self, job: Job, expected_end: JobState | None) -> Check:
         states = [state for state, _ in job.history]
         times = [when for _, when in job.history]
-        forward = all(_RANK.get(a, 2) <= _RANK.get(b, 2) and not a.finished for a, b in itertools.pairwise(states))
+        forward = all(
+            not a.finished and (b is JobState.PREEMPTED or _RANK.get(a, 2) <= _RANK.get(b, 2))
+            for a, b in itertools.pairwise(states)
+        )
         ordered = times == sorted(times)
         end_ok = expected_end is None or states[-1] is expected_end
         return Check(

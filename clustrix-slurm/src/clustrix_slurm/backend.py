@@ -92,6 +92,8 @@ class SlurmBackend(Backend):
         # job ids; each is cleaned by the profile's policy once all of its jobs have ended.
         self._batches: dict[str, set[str]] = {}
         self._batch_failed: set[str] = set()
+        # Jobs last reported RUNNING, so a lagging accounting record cannot move them back.
+        self._running_seen: set[str] = set()
         self._log = get_logger(cluster=self.config.label)
 
     # -- talking to Slurm ---------------------------------------------------------------
@@ -259,6 +261,9 @@ class SlurmBackend(Backend):
             found.update(self._squeue(missing))
         unknown = JobStatus(JobState.UNKNOWN, reason="Slurm no longer knows this job")
         statuses = {job_id: found.get(job_id, unknown) for job_id in job_ids}
+        with self._lock:
+            self._running_seen |= {j for j, status in statuses.items() if status.state is JobState.RUNNING}
+            self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
         self._clean_batches(statuses)
         return statuses
 
@@ -297,7 +302,12 @@ class SlurmBackend(Backend):
                 continue
             job_id, state, code, reason, nodes = fields
             for one in parse.expand_job_id(job_id):
-                found[one] = parse.status(state, reason, code, nodes, self._memory_limit(one))
+                with self._lock:
+                    # slurmdbd lags slurmctld: a job squeue already showed running may still be
+                    # PENDING in sacct. Such a stale line is left out, so squeue answers for it.
+                    stale = state == "PENDING" and one in self._running_seen
+                if not stale:
+                    found[one] = parse.status(state, reason, code, nodes, self._memory_limit(one))
         return found
 
     def _squeue(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
