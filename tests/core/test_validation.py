@@ -88,3 +88,23 @@ def test_validator_timeout_cancels_the_job(local_profile):
 def test_categories():
     assert categorize(None) is None
     assert categorize(ValueError()) == "user_exception"
+
+
+def test_state_history_rules():
+    import datetime
+    import types
+
+    t = [datetime.datetime(2026, 1, 1, 0, 0, i, tzinfo=datetime.UTC) for i in range(5)]
+    P, R, C, X = JobState.PENDING, JobState.RUNNING, JobState.COMPLETED, JobState.PREEMPTED
+
+    def check(states, times=t, end=C):
+        job = types.SimpleNamespace(history=list(zip(states, times, strict=False)))
+        return ClusterJobValidator()._history(job, end).passed
+
+    assert check([P, R, C])
+    assert check([P, C]), "a poll may miss a short RUNNING"
+    assert check([P, R, X, R, C])
+    assert not check([P, R, P, C]), "back to PENDING without a preemption"
+    assert not check([P, C, R]), "nothing after an end"
+    assert not check([P, R, C], times=[t[0], t[2], t[1]]), "timestamps out of order"
+    assert not check([P, R, JobState.FAILED]), "ended otherwise than expected"
