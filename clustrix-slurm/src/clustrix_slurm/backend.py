@@ -15,6 +15,7 @@ import datetime
 import re
 import shlex
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -35,7 +36,8 @@ _UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Conne
 _UNKNOWN_ID = "Invalid job id specified"
 _SACCT_FIELDS = "JobID,State,ExitCode,Reason,NodeList"
 _SQUEUE_FORMAT = "%i|%T|%r|%N"
-_METRIC_FIELDS = "JobID,State,ExitCode,Submit,Start,End,NodeList,AllocCPUS,ReqMem,MaxRSS"
+_METRIC_FIELDS = "JobID,State,ExitCode,Submit,Start,End,NodeList,AllocCPUS,MaxRSS,AllocTRES"
+ACCOUNTING_WAIT = 10.0
 
 
 def _literal(path: str) -> str:
@@ -355,18 +357,34 @@ class SlurmBackend(Backend):
         )
 
     def accounting_metrics(self, job_id: str, backend_name: str) -> JobMetrics | None:
-        """sacct's record of the job and its steps; None where accounting is off or has no record yet."""
+        """sacct's record of the job and its steps; None where accounting is off or has no record.
+
+        slurmdbd records a job's end and its batch step's usage a moment after slurmctld: the
+        record is read again, for up to ``ACCOUNTING_WAIT`` seconds, until it shows the end,
+        what was allocated and the ended batch step; after that, what it has.
+        """
         if not self.accounting:
             return None
         argv = ["sacct", "-n", "-P", "-j", job_id, "-o", _METRIC_FIELDS]
-        rows = [line.split("|") for line in self._query(argv, "reading accounting").splitlines()]
-        rows = [row for row in rows if len(row) == _METRIC_FIELDS.count(",") + 1]
-        job = next((row for row in rows if row[0] == job_id), None)
+        deadline = time.monotonic() + ACCOUNTING_WAIT
+        while True:
+            rows = [line.split("|") for line in self._query(argv, "reading accounting").splitlines()]
+            rows = [row for row in rows if len(row) == _METRIC_FIELDS.count(",") + 1]
+            job = next((row for row in rows if row[0] == job_id), None)
+            complete = (
+                job is not None
+                and _local_time(job[5]) is not None
+                and "mem=" in job[9]
+                and any(row[0] == f"{job_id}.batch" and _local_time(row[5]) is not None for row in rows)
+            )
+            if complete or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if job is None:
             return None
-        _, state, code, submit, start, end, nodes, cpus, requested, _ = job
+        _, state, code, submit, start, end, nodes, cpus, _, granted = job
         # MaxRSS is reported on the steps (batch, extern, srun steps), not on the job's own line.
-        peaks = [parse.slurm_memory(row[9]) or 0 for row in rows]
+        peaks = [parse.slurm_memory(row[8]) or 0 for row in rows]
         return JobMetrics(
             job_id=job_id,
             backend=backend_name,
@@ -377,7 +395,7 @@ class SlurmBackend(Backend):
             exit_code=parse.exit_code(code)[0],
             nodes=(nodes,) if nodes and nodes != "None assigned" else (),
             allocated_cores=int(cpus) if cpus.isdigit() else None,
-            allocated_memory=parse.slurm_memory(requested),
+            allocated_memory=parse.slurm_memory(parse.tres(granted).get("mem", "")),
             peak_memory=max(peaks) or None,
             source="sacct",
         )
