@@ -30,7 +30,6 @@ import collections
 import concurrent.futures
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import tomllib
 from pathlib import Path
 
 import submitit
+from timing import median_seconds
 
 from clustrix import cluster
 
@@ -57,15 +57,6 @@ def slow(x: int) -> int:
     # Long enough that none of the jobs ends inside the counting windows: they stay outstanding.
     time.sleep(120)
     return x
-
-
-def median_seconds(fn, n: int) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def timed(fn) -> tuple[float, object]:

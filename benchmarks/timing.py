@@ -1,0 +1,17 @@
+"""Timing helper shared by the benchmark scripts (run as `python benchmarks/bench_X.py`)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_seconds(fn: Callable[[], object], n: int) -> float:
+    """The median wall time of ``n`` calls of ``fn``."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
