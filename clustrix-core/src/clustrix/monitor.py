@@ -42,11 +42,6 @@ class Monitor:
                 self._thread.daemon = True
                 self._thread.start()
 
-    @property
-    def watching(self) -> int:
-        with self._wake:
-            return len(self._jobs)
-
     def _run(self) -> None:
         interval = self.config.poll_interval
         failing_since: float | None = None
