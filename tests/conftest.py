@@ -89,3 +89,25 @@ def run_conformance_kit(tmp_path: Path, *target: str) -> list[dict]:
     jobs = json.loads(report.read_text())["jobs"]
     assert len(jobs) == 13 and all(job["passed"] for job in jobs), [j for j in jobs if not j["passed"]]
     return jobs
+
+
+def profile_table(profile: str) -> dict:
+    """The keys of a profile in the current profiles file ($CLUSTRIX_CONFIG)."""
+    import os
+    import tomllib
+
+    return tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"][profile]
+
+
+def use_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str, name: str, **overrides: object) -> str:
+    """Add a profile ``name`` (``base``'s keys with ``overrides``) to a temporary copy of the profiles file."""
+    import json
+    import os
+
+    current = Path(os.environ["CLUSTRIX_CONFIG"])
+    table = {**profile_table(base), **overrides}
+    lines = [f"[profiles.{name}]"] + [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(current.read_text() + "\n" + "\n".join(lines) + "\n")
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(path))
+    return name

@@ -9,14 +9,12 @@ the backend's transport, files on the node, or the scheduler's final state.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import clustrix
 from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
 from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, SubmissionError
+from tests.conftest import profile_table, use_variant
 
 pytestmark = [pytest.mark.real_world]
 
@@ -321,19 +320,16 @@ def whoami() -> tuple[str, int]:
 
 def test_slurm_over_ssh(cluster_profile, tmp_path, monkeypatch):
     cluster_profile("ssh-local")
-    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
-    ssh, slurm_main = profiles["ssh-local"], profiles["slurm"]
-    config = tmp_path / "clustrix.toml"
-    config.write_text(
-        "[profiles.slurm-ssh]\n"
-        'backend = "slurm"\n'
-        f'host = "{ssh["host"]}"\nport = {ssh["port"]}\nuser = "{ssh["user"]}"\n'
-        f'identity_file = "{ssh["identity_file"]}"\nknown_hosts = "{ssh["known_hosts"]}"\n'
-        f'slurm_conf = "{slurm_main["slurm_conf"]}"\n'
-        'workdir = "/home/cxuser/slurm-jobs"\n'
-        f'python = "{ssh["python"]}"\n'
+    cluster_profile("slurm")
+    ssh = profile_table("ssh-local")
+    use_variant(
+        tmp_path,
+        monkeypatch,
+        "slurm",
+        "slurm-ssh",
+        **{key: ssh[key] for key in ("host", "port", "user", "identity_file", "known_hosts", "python")},
+        workdir="/home/cxuser/slurm-jobs",
     )
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(config))
     assert cluster(profile="slurm-ssh")(add)(10, 32) == 42
     fn = cluster(profile="slurm-ssh")(whoami)
     future = fn.submit()
@@ -571,13 +567,8 @@ def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, t
     tag = uuid.uuid4().hex
     markers = [f"/tmp/cx-slurm-pwned-{tag}-{i}" for i in range(3)]
     value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n %j %A ${{PATH}}"
-    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
-    base = profiles[slurm]
-    workdir = f"{base['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j %A {tag}"
-    table = {**base, "workdir": workdir}
-    variant = tmp_path / "hostile.toml"
-    variant.write_text("[profiles.hostile]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(variant))
+    workdir = f"{profile_table(slurm)['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j %A {tag}"
+    use_variant(tmp_path, monkeypatch, slurm, "hostile", workdir=workdir)
     fn = cluster(profile="hostile", name="a;b$(touch /tmp/x)", env={"X": value})(report_env)
     try:
         got, job_dirs = fn()
@@ -598,15 +589,12 @@ STATE = Path(os.environ.get("CLUSTRIX_TEST_STATE", "/var/lib/clustrix-test"))
 
 
 def test_submitting_to_a_controller_that_is_down_is_backend_unavailable(cluster_profile, tmp_path, monkeypatch):
-    profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
-    base = profiles[cluster_profile("slurm-noacct")]
+    base = cluster_profile("slurm-noacct")
     conf = tmp_path / "slurm.conf"
     # The same cluster, but its controller's port has nobody listening: as if slurmctld were down.
-    conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", Path(base["slurm_conf"]).read_text()))
-    table = {**base, "slurm_conf": str(conf), "workdir": str(tmp_path / "jobs")}
-    variant = tmp_path / "down.toml"
-    variant.write_text("[profiles.down]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(variant))
+    real_conf = Path(profile_table(base)["slurm_conf"]).read_text()
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", real_conf))
+    use_variant(tmp_path, monkeypatch, base, "down", slurm_conf=str(conf), workdir=str(tmp_path / "jobs"))
     with pytest.raises(clustrix.BackendUnavailableError, match="Unable to contact slurm controller"):
         cluster(profile="down")(add)(1, 2)
     assert list((tmp_path / "jobs").iterdir()) == [], "nothing is left staged"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import hashlib
-import json
 import os
 import re
 import signal
@@ -19,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from clustrix import (
     cluster,
 )
 from clustrix.transport import Transport
+from tests.conftest import profile_table, use_variant
 
 pytestmark = [pytest.mark.real_world]
 
@@ -67,21 +66,6 @@ def _noop() -> None:
 def transport(profile: str) -> Transport:
     """The transport (and so the connection) the profile's jobs use."""
     return cluster(profile=profile)(_noop).session().transport
-
-
-def profile_table(profile: str) -> dict:
-    return tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"][profile]
-
-
-def use_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str, name: str, **overrides: object) -> str:
-    """Add a profile ``name`` (``base``'s keys with ``overrides``) to a temporary copy of the profiles file."""
-    current = Path(os.environ["CLUSTRIX_CONFIG"])
-    table = {**profile_table(base), **overrides}
-    lines = [f"[profiles.{name}]"] + [f"{key} = {json.dumps(value)}" for key, value in table.items()]
-    path = tmp_path / f"{name}.toml"
-    path.write_text(current.read_text() + "\n" + "\n".join(lines) + "\n")
-    monkeypatch.setenv("CLUSTRIX_CONFIG", str(path))
-    return name
 
 
 def remote_exists(t: Transport, path: str) -> bool:
