@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from clustrix import ClustrixError, hookimpl, plugins
-from clustrix.config import resolve
+from clustrix.profiles import resolve
 from clustrix.session import get_session
 
 ROOT = Path(__file__).resolve().parents[1]

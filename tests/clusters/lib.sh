@@ -15,7 +15,16 @@ require_root() {
 
 _apt_updated=""
 # ensure_packages PKG...: install the Debian packages that are missing, non-interactively.
+# Kinds come up in parallel: one apt at a time, through a lock file.
 ensure_packages() {
+    mkdir -p "$STATE"
+    (
+        flock 9
+        _ensure_packages "$@"
+    ) 9>"$STATE/apt.lock"
+}
+
+_ensure_packages() {
     local missing=() p
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -103,22 +112,50 @@ merge_profiles() {
     mv "$STATE/clustrix.toml.tmp" "$STATE/clustrix.toml"
 }
 
-KINDS="ssh slurm"
+# Every kind, in the order `all` means. Kinds in one group of CHAINS come up one after another
+# (pbs drives the Slurm that slurm brings up); the groups come up in parallel.
+KINDS="ssh slurm pbs sge k8s"
+CHAINS="ssh slurm,pbs sge k8s"
+
+_known_kind() { case " $KINDS " in *" $1 "*) [ -f "$HERE/$1.sh" ];; *) return 1;; esac; }
 
 # dispatch ACTION [KIND...]: run <kind>_<action> from <kind>.sh for each kind (all when none named).
-# Every kind is tried; the exit status is 1 when any of them failed.
+# Every kind is tried; the exit status is 1 when any of them failed. `up` runs the chains in parallel.
 dispatch() {
-    local action=$1 kind failed=""; shift
-    local kinds=${*:-$KINDS}
-    [ "$kinds" = all ] && kinds=$KINDS
+    local action=$1 kind chain failed="" pids=() names=() i; shift
+    local kinds=${*:-all}
+    if [ "$kinds" = all ]; then
+        kinds=""
+        for kind in $KINDS; do [ -f "$HERE/$kind.sh" ] && kinds="$kinds $kind"; done
+    fi
     for kind in $kinds; do
-        case " $KINDS " in *" $kind "*) ;; *) die "unknown cluster kind '$kind' (known: $KINDS)";; esac
+        _known_kind "$kind" || die "unknown cluster kind '$kind' (known: $KINDS)"
     done
-    for kind in $kinds; do
+    for kind in $KINDS; do
         # shellcheck source=/dev/null
-        source "$HERE/$kind.sh"
-        # A subshell, so one kind's `die` or failing check does not stop the others.
-        ( "${kind}_${action}" ) || failed="$failed $kind"
+        case " $kinds " in *" $kind "*) source "$HERE/$kind.sh";; esac
     done
+    if [ "$action" != up ]; then
+        for kind in $kinds; do
+            # A subshell, so one kind's `die` or failing check does not stop the others.
+            ( "${kind}_${action}" ) || failed="$failed $kind"
+        done
+    else
+        for chain in $CHAINS; do
+            local wanted=""
+            for kind in ${chain//,/ }; do case " $kinds " in *" $kind "*) wanted="$wanted $kind";; esac; done
+            [ -n "$wanted" ] || continue
+            (
+                for kind in $wanted; do
+                    ( "${kind}_up" ) || { log "up failed for: $kind"; exit 1; }
+                done
+            ) &
+            pids+=($!)
+            names+=("$wanted")
+        done
+        for i in "${!pids[@]}"; do
+            wait "${pids[$i]}" || failed="$failed${names[$i]}"
+        done
+    fi
     [ -z "$failed" ] || { log "$action failed for:$failed"; return 1; }
 }

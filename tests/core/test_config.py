@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from clustrix import ConfigError, Resources, cluster
-from clustrix.config import resolve
+from clustrix.profiles import resolve
 from clustrix.resources import format_time, parse_memory, parse_time
 
 

@@ -348,7 +348,7 @@ def test_sbatch_refusal_is_submission_error_in_its_own_words(slurm):
 def test_map_past_max_array_size_splits_into_arrays(cluster_profile):
     # The three-node cluster: 12 cores get through a thousand tasks six times faster than 2.
     fn = cluster(profile=cluster_profile("slurm-multi"))(add)
-    limit = fn.session().backend.max_array_size
+    limit = fn.session().backend.max_array_size()
     futures = fn.map(range(limit + 1), range(limit + 1))
     assert [f.result(timeout=900) for f in futures] == [2 * x for x in range(limit + 1)]
     arrays = [f.job_id.split("_")[0] for f in futures]
@@ -565,11 +565,11 @@ def report_env():
 
 def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, tmp_path, monkeypatch):
     tag = uuid.uuid4().hex
-    markers = [f"/tmp/cx-slurm-pwned-{tag}-{i}" for i in range(3)]
+    markers = [f"/tmp/cx-slurm-pwned-{tag}-{i}" for i in range(4)]
     value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n %j %A ${{PATH}}"
     workdir = f"{profile_table(slurm)['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j %A {tag}"
     use_variant(tmp_path, monkeypatch, slurm, "hostile", workdir=workdir)
-    fn = cluster(profile="hostile", name="a;b$(touch /tmp/x)", env={"X": value})(report_env)
+    fn = cluster(profile="hostile", name=f"a;b$(touch {markers[3]})\n#SBATCH --wrap=x", env={"X": value})(report_env)
     try:
         got, job_dirs = fn()
         assert got == value
@@ -577,9 +577,39 @@ def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, t
         batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
         results = [f.result(timeout=120) for f in batch]
         assert results == [4, 6]
-        assert not any(Path(m).exists() for m in markers)
+        assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
     finally:
         fn.session().transport.remove_tree(workdir)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("partition", "debug\ntouch {marker}"),
+        ("account", "x\n#SBATCH --wrap='touch {marker}'"),
+        ("extra", ["--comment=ok", "--comment=x\ntouch {marker}"]),
+        ("extra", "--comment=a string, not a list"),
+        ("setup", "touch {marker}"),
+        ("env", {"X; touch {marker}": "1"}),
+    ],
+)
+def test_hostile_directive_values_are_refused_before_anything_reaches_slurm(slurm, tmp_path, key, value):
+    """A newline in a directive's value would write a shell line into the script (and drop every
+    #SBATCH line after it): each such value is a ConfigError naming its key, and nothing runs."""
+    marker = tmp_path / "pwned"
+
+    def fill(v):
+        if isinstance(v, str):
+            return v.format(marker=marker)
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return {fill(k): fill(x) for k, x in v.items()}
+
+    fn = cluster(profile=slurm, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)
+    with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
+        fn(1, 2)
+    assert not marker.exists()
+    assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
 
 
 # -- a scheduler that is down ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ class Answers(SlurmBackend):
         self._accounting = True
         self.asked: list[str] = []
 
-    def _query(self, argv, what):
+    def run_query(self, argv, what):
         command, text = self.answers.pop(0)
         assert argv[0] == command, (argv, command)
         self.asked.append(command)

@@ -7,9 +7,9 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from clustrix.config import resolve
 from clustrix.errors import ConfigError
 from clustrix.job import ClusterFuture
+from clustrix.profiles import resolve
 from clustrix.resources import Resources
 from clustrix.session import ClusterSession, get_session
 from clustrix.spec import JobSpec

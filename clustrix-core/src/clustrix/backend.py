@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import functools
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -13,13 +12,11 @@ from typing import Any, ClassVar
 
 import attrs
 
+from clustrix import convert
 from clustrix.config import ClusterConfig
-from clustrix.errors import ConfigError
 from clustrix.spec import JobSpec
 from clustrix.state import JobStatus
 from clustrix.transport import Transport
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @attrs.frozen
@@ -87,25 +84,25 @@ class Backend(abc.ABC):
         """The interpreter a job runs under: the spec's, else ours here, else ``python3`` there."""
         return spec.python or (sys.executable if self.transport.is_local else "python3")
 
-    def run_lines(self, jobs: Sequence[StagedJob]) -> list[str]:
-        """Shell lines that set a job's environment, run its setup, then the runner over ``jobs``.
-
-        Every job in ``jobs`` shares one spec's settings (one batch); the runner runs their
-        calls in order, which is how several calls share one scheduler task.
-        """
-        spec = jobs[0].spec
+    def setup_lines(self, spec: JobSpec) -> list[str]:
+        """Shell lines that set a job's environment and run its setup, before the runner."""
         lines = []
         if self.transport.is_local and spec.python is None:
             # The same interpreter on the same machine: let it import what the caller can.
             paths = [p for p in sys.path if p and os.path.isdir(p)]
             lines.append(f"export PYTHONPATH={shlex.quote(os.pathsep.join(paths))}${{PYTHONPATH:+:$PYTHONPATH}}")
         for name, value in spec.env:
-            if not _ENV_NAME.match(name):
-                raise ConfigError(f"env: {name!r} is not a valid environment variable name")
-            lines.append(f"export {name}={shlex.quote(str(value))}")
+            lines.append(f"export {convert.env_name(name)}={shlex.quote(str(value))}")
         if spec.parallel:
             lines.append("export CLUSTRIX_PARALLEL=1")
         lines.extend(spec.setup)
-        runner = f"{jobs[0].directory}/runner.py"
-        lines.append(shlex.join([self.python_for(spec), runner, *(job.directory for job in jobs)]))
         return lines
+
+    def runner_line(self, jobs: Sequence[StagedJob]) -> str:
+        """The shell line that runs the calls of ``jobs`` in order, in one process.
+
+        Every job in ``jobs`` shares one spec's settings (one batch); this is how several
+        calls share one scheduler task.
+        """
+        runner = f"{jobs[0].directory}/runner.py"
+        return shlex.join([self.python_for(jobs[0].spec), runner, *(job.directory for job in jobs)])

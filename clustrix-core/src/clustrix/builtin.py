@@ -8,8 +8,8 @@ from clustrix.backend import Backend
 from clustrix.backends.process import ProcessBackend
 from clustrix.hookspecs import hookimpl
 from clustrix.job import Job
+from clustrix.records import Allocation
 from clustrix.transport import LocalTransport, Transport
-from clustrix.validation import Allocation
 
 
 class LocalBackend(ProcessBackend):

@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from clustrix import plugins, runner
-from clustrix.config import load_files, resolve
+from clustrix.config import load_files
 from clustrix.errors import ClustrixError
 from clustrix.journal import journal_path, read_jobs
+from clustrix.profiles import resolve
 from clustrix.session import get_session
 
 

@@ -14,9 +14,9 @@ import pluggy
 if TYPE_CHECKING:
     from clustrix.backend import Backend
     from clustrix.job import Job
+    from clustrix.records import Allocation, JobMetrics
     from clustrix.state import JobState
     from clustrix.transport import Transport
-    from clustrix.validation import Allocation, JobMetrics
 
 hookspec = pluggy.HookspecMarker("clustrix")
 hookimpl = pluggy.HookimplMarker("clustrix")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from clustrix import hookspecs
+from clustrix import builtin, hookspecs, journal
 from clustrix.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,8 +19,6 @@ ENTRY_POINT_GROUP = "clustrix"
 
 @functools.cache
 def plugin_manager() -> pluggy.PluginManager:
-    from clustrix import builtin, journal
-
     pm = pluggy.PluginManager("clustrix")
     pm.add_hookspecs(hookspecs)
     pm.register(builtin, name="clustrix.builtin")

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from clustrix import convert
 from clustrix.errors import ConfigError
 
 _MEMORY_UNITS = {
@@ -89,32 +90,48 @@ def format_time(seconds: int) -> str:
     return f"{days}-{clock}" if days else clock
 
 
-def _positive_int(name: str):
-    def check(_instance: Any, _attribute: Any, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name}={value!r}: expected a whole number of at least 1")
+def _checked(converter: convert.Converter) -> Any:
+    """An attrs validator from a converter; None is always allowed (the scheduler's default)."""
+
+    def check(_instance: Any, _attribute: Any, value: Any) -> None:
+        if value is not None:
+            converter(value)
 
     return check
 
 
-def _gpus_check(_instance: Any, _attribute: Any, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"gpus={value!r}: expected a whole number of at least 0")
+def _directives(value: Any) -> tuple[str, ...]:
+    """Extra scheduler directives, passed through as given: each must be one line."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"extra={value!r}: expected a list of directives, e.g. ['--constraint=avx2']")
+    for line in value:
+        if not isinstance(line, str) or not line.strip() or any(c in line for c in "\n\r\0"):
+            raise ConfigError(f"extra: {line!r}: each directive must be one non-empty line")
+    return tuple(value)
+
+
+# Names that reach a scheduler's directives and command lines: nothing a shell or a script parser splits.
+_queue = convert.word(
+    "queue",
+    r"[A-Za-z0-9_.@-]+(?:,[A-Za-z0-9_.@-]+)*",
+    "a queue or partition name (letters, digits, _ . @ -; several joined by commas)",
+)
+_account = convert.word("account", r"[A-Za-z0-9_.@-]+", "an account or project name (letters, digits, _ . @ -)")
 
 
 @attrs.frozen
 class Resources:
     """What one job asks for. ``None`` leaves the choice to the scheduler's defaults."""
 
-    cores: int = attrs.field(default=1, validator=_positive_int("cores"))
+    cores: int = attrs.field(default=1, validator=_checked(convert.whole_number("cores")))
     memory: int | None = attrs.field(default=None, converter=attrs.converters.optional(parse_memory))
     time: int | None = attrs.field(default=None, converter=attrs.converters.optional(parse_time))
-    gpus: int = attrs.field(default=0, validator=_gpus_check)
-    nodes: int = attrs.field(default=1, validator=_positive_int("nodes"))
-    tasks_per_node: int | None = attrs.field(default=None, validator=_positive_int("tasks_per_node"))
-    queue: str | None = None
-    account: str | None = None
-    extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    gpus: int = attrs.field(default=0, validator=_checked(convert.whole_number("gpus", minimum=0)))
+    nodes: int = attrs.field(default=1, validator=_checked(convert.whole_number("nodes")))
+    tasks_per_node: int | None = attrs.field(default=None, validator=_checked(convert.whole_number("tasks_per_node")))
+    queue: str | None = attrs.field(default=None, validator=_checked(_queue))
+    account: str | None = attrs.field(default=None, validator=_checked(_account))
+    extra: tuple[str, ...] = attrs.field(default=(), converter=_directives)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Resources:

@@ -208,7 +208,7 @@ class ClusterSession:
         except ClustrixError as exc:
             done = Outcome(False, exception=exc)
         self._fire("clustrix_job_finished", job=job)
-        wanted = self.config.cleanup == "always" or (self.config.cleanup == "on_success" and done.ok)
+        wanted = self.config.should_clean(done.ok)
         with self._lock:
             # Jobs still to run read this job's result file: they clean it when they are done.
             job.clean_when_released = wanted and job.dependants > 0

@@ -36,11 +36,15 @@ class CommandResult:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    @property
+    def words(self) -> str:
+        """What the command said about itself: stderr, else stdout, at most its last 2000 characters."""
+        return (self.stderr.strip() or self.stdout.strip() or "(no output)")[-2000:]
+
     def check(self, error: type[ClustrixError], what: str) -> CommandResult:
         """Raise ``error`` with the command's own words unless it succeeded."""
         if not self.ok:
-            words = (self.stderr.strip() or self.stdout.strip() or "(no output)")[-2000:]
-            raise error(f"{what}: `{shlex.join(self.argv)}` exited {self.returncode}: {words}")
+            raise error(f"{what}: `{shlex.join(self.argv)}` exited {self.returncode}: {self.words}")
         return self
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from clustrix.backend import Backend
 from clustrix.hookspecs import hookimpl
 from clustrix.job import Job
-from clustrix.validation import Allocation, JobMetrics
+from clustrix.records import Allocation, JobMetrics
 from clustrix_slurm.backend import SlurmBackend
 
 

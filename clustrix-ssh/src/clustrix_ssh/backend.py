@@ -59,9 +59,9 @@ class SSHBackend(ProcessBackend):
         result = self.transport.run(["sh", "-c", script, python, _VERSION_CODE])
         lines = [line.split() for line in result.stdout.splitlines() if line.startswith(_VERSION_MARK + " ")]
         if not result.ok or not lines:
-            words = (result.stderr.strip() or result.stdout.strip() or "(no output)")[-2000:]
             raise SubmissionError(
-                f"{self.config.label}: cannot run the job's Python ({python}) there: exit {result.returncode}: {words}"
+                f"{self.config.label}: cannot run the job's Python ({python}) there: exit {result.returncode}: "
+                f"{result.words}"
             )
         version, executable = lines[-1][1], " ".join(lines[-1][2:])
         self._log.info("remote python", python=python, version=version, executable=executable)

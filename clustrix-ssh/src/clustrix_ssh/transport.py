@@ -25,6 +25,7 @@ import attrs
 import fabric
 import paramiko
 
+from clustrix import convert
 from clustrix.config import ClusterConfig
 from clustrix.credentials import lookup
 from clustrix.errors import BackendUnavailableError, ConfigError
@@ -37,7 +38,6 @@ KEEPALIVE = 30
 HOST_KEY_POLICIES = ("verify", "accept-new")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JUMP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>\d+))?$")
 _READ_CHUNK = 65536
 
@@ -53,25 +53,7 @@ class Secret(str):
         return "'***'"
 
 
-def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise ConfigError(f"port={value!r}: expected a TCP port number (1-65535)")
-    return value
-
-
-def _path(name: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{name}={value!r}: expected a file path")
-        return value
-
-    return convert
-
-
-def _host_key_policy(value: Any) -> str:
-    if value not in HOST_KEY_POLICIES:
-        raise ConfigError(f"host_key_policy={value!r}: expected one of {', '.join(map(repr, HOST_KEY_POLICIES))}")
-    return value
+_port = convert.whole_number("port", 1, 65535)
 
 
 def _jump_host(value: Any) -> str:
@@ -362,9 +344,9 @@ class SSHTransport(Transport):
 
     options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "port": _port,
-        "identity_file": _path("identity_file"),
-        "known_hosts": _path("known_hosts"),
-        "host_key_policy": _host_key_policy,
+        "identity_file": convert.string("identity_file", "a file path"),
+        "known_hosts": convert.string("known_hosts", "a file path"),
+        "host_key_policy": convert.choice("host_key_policy", HOST_KEY_POLICIES),
         "jump_host": _jump_host,
         "password": _password,
     }
@@ -459,8 +441,7 @@ def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> s
         raise ValueError("empty command")
     assignments = []
     for name, value in (env or {}).items():
-        if not _ENV_NAME.match(name):
-            raise ConfigError(f"env: {name!r} is not a valid environment variable name")
+        convert.env_name(name)
         assignments.append(f"{name}={value}")
     return shlex.join(["env", *assignments, *argv] if assignments else list(argv))
 

@@ -186,11 +186,11 @@ class ProcessBackend(Backend):
             f"export CLUSTRIX_JOB_ID={shlex.quote(job.key)}",
             f"export CLUSTRIX_CORES={resources.cores}",
             *([f"export CLUSTRIX_TIME_LIMIT={resources.time}"] if resources.time else []),
-            *self.run_lines([job])[:-1],
+            *self.setup_lines(job.spec),
         ]
         if resources.memory:
             lines.append(f"ulimit -v {resources.memory // 1024}")
-        runner = self.run_lines([job])[-1]
+        runner = self.runner_line([job])
         if resources.time:
             lines += [
                 "start=$(date +%s)",

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from clustrix import Job, JobState, JobStatus, SubmissionError, hookimpl
 from clustrix.backend import Backend, StagedJob
-from clustrix.validation import Allocation
+from clustrix.records import Allocation
 
 _ids = itertools.count(1)
 
@@ -29,7 +29,12 @@ class SerialShellBackend(Backend):
             job_id = f"example-{next(_ids)}"
             cores = job.spec.resources.cores
             script = "\n".join(
-                [f"export CLUSTRIX_JOB_ID={job_id}", f"export CLUSTRIX_CORES={cores}", *self.run_lines([job])]
+                [
+                    f"export CLUSTRIX_JOB_ID={job_id}",
+                    f"export CLUSTRIX_CORES={cores}",
+                    *self.setup_lines(job.spec),
+                    self.runner_line([job]),
+                ]
             )
             result = self.transport.run(["sh", "-c", script])
             state = JobState.COMPLETED if result.ok else JobState.FAILED

@@ -1,0 +1,308 @@
+"""The base of every batch scheduler (Slurm, SGE, PBS, a third party's): all but the scheduler's words.
+
+A batch scheduler takes a job script, queues it, runs it, and answers questions about it
+through commands. What differs between schedulers is only vocabulary, so this base owns
+the machinery and a scheduler plugin declares data and writes small pieces:
+
+- data: ``scheduler`` (its name in messages), ``directive_prefix`` (``#SBATCH``), the shell
+  expressions for the job's id, an array task's id and index, and the cores it was given,
+  ``first_array_index``, and the words its commands use for an unknown job, an already
+  finished one, and an unreachable server;
+- pieces: ``resource_options``, ``array_options``, ``dependency_options``,
+  ``submit_command`` + ``parse_job_id``, ``task_id`` + ``base_id``, ``query`` (one status
+  query for many jobs), ``cancel_command``, ``check_command``, and optionally
+  ``max_array_size`` and ``command_env``.
+
+The base owns: rendering the script (directives, ids, environment, setup, the runner),
+one job for one task and ONE array for a batch of several (split only past the
+scheduler's maximum), chunks of calls per task read from a tasks file, all-or-nothing
+submission, one status query per poll for every job, jobs the scheduler no longer knows
+(``UNKNOWN``: the core then asks the runner's record), a running job never sent back to
+pending by a lagging answer, batch directories cleaned by policy, and cancel of many
+ids in one command. Every value that reaches a script or a command line is either
+checked where it enters (``Resources``, profile converters) or made safe here: job
+names are reduced to ``[A-Za-z0-9_.-]``, paths are quoted or passed as arguments.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import shlex
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from clustrix.backend import Backend, StagedJob
+from clustrix.errors import BackendUnavailableError, SubmissionError
+from clustrix.log import get_logger
+from clustrix.spec import JobSpec
+from clustrix.state import JobState, JobStatus
+from clustrix.transport import CommandResult
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class BatchBackend(Backend):
+    """A scheduler driven through its command-line tools; job ids are the scheduler's own."""
+
+    scheduler: ClassVar[str]
+    directive_prefix: ClassVar[str]
+    # Shell expressions, evaluated in the job script: the id of a single job, of an array
+    # task (as ``task_id`` writes it), the array task's index, and the cores granted.
+    job_id_expression: ClassVar[str]
+    task_id_expression: ClassVar[str]
+    task_index_variable: ClassVar[str]
+    cores_variable: ClassVar[str]
+    first_array_index: ClassVar[int] = 0
+    # How long a job name may be in this scheduler's directives.
+    name_limit: ClassVar[int] = 100
+    # Words in a command's output meaning: no such job / it already ended / the server is unreachable.
+    unknown_job_words: ClassVar[tuple[str, ...]] = ()
+    finished_job_words: ClassVar[tuple[str, ...]] = ()
+    unreachable_words: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lock = threading.Lock()
+        # Each submitted job's (or array's) spec, by base id: what it asked for explains how it ended.
+        self._specs: dict[str, JobSpec] = {}
+        # Batch directories (array scripts, tasks files, the scheduler's own output) and their
+        # unfinished job ids; each is cleaned by the profile's policy once all of its jobs have ended.
+        self._batches: dict[str, set[str]] = {}
+        self._batch_failed: set[str] = set()
+        # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
+        self._running_seen: set[str] = set()
+        self.log = get_logger(cluster=self.config.label)
+
+    # -- what a scheduler writes ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def resource_options(self, spec: JobSpec, name: str) -> list[str]:
+        """The directive options (without the prefix) for ``spec``'s resources, under job ``name``."""
+
+    @abc.abstractmethod
+    def array_options(self, first: int, last: int) -> list[str]:
+        """The directive options that make the script an array of tasks ``first``..``last``."""
+
+    @abc.abstractmethod
+    def dependency_options(self, after: Sequence[str]) -> list[str]:
+        """Directive options: start only once every job in ``after`` completed; die if one fails."""
+
+    @abc.abstractmethod
+    def submit_command(self, script: str, stdout: str, stderr: str) -> list[str]:
+        """The command that submits ``script``, with the scheduler's own output files."""
+
+    @abc.abstractmethod
+    def parse_job_id(self, stdout: str) -> str | None:
+        """The new job's (or array's) id from the submit command's output; None if there is none."""
+
+    @abc.abstractmethod
+    def task_id(self, array_id: str, index: int) -> str:
+        """The id of one task of an array, as ``query`` reports it and ``cancel_command`` takes it."""
+
+    @abc.abstractmethod
+    def base_id(self, job_id: str) -> str:
+        """The job (or array) a job id belongs to: itself, or the array of a task."""
+
+    @abc.abstractmethod
+    def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """The status of those of ``job_ids`` the scheduler knows, with as few commands as it takes.
+
+        Leave out what it does not know; the base reports those as UNKNOWN. Use ``run_query``.
+        """
+
+    @abc.abstractmethod
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        """The command that cancels all of ``job_ids`` at once."""
+
+    @abc.abstractmethod
+    def check_command(self) -> list[str]:
+        """A cheap command that succeeds when the scheduler answers."""
+
+    def max_array_size(self) -> int | None:
+        """How many tasks one array may have here; None when there is no limit worth knowing."""
+        return None
+
+    def command_env(self) -> Mapping[str, str] | None:
+        """Environment every scheduler command needs (e.g. which cluster's configuration)."""
+        return None
+
+    # -- talking to the scheduler ----------------------------------------------------------
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        return self.transport.run(argv, env=self.command_env())
+
+    def run_query(self, argv: Sequence[str], what: str) -> str:
+        """stdout of a query; a job the scheduler has forgotten is an empty answer, other failures raise."""
+        result = self.run(argv)
+        if not result.ok and any(word in result.stderr for word in self.unknown_job_words):
+            return ""
+        return result.check(BackendUnavailableError, what).stdout
+
+    def check(self) -> str:
+        result = self.run(self.check_command()).check(BackendUnavailableError, f"asking {self.scheduler}")
+        return (result.stdout.strip() or f"{self.scheduler} answers").splitlines()[-1]
+
+    def spec_of(self, job_id: str) -> JobSpec | None:
+        """What the job (or its array) was submitted with, when this client submitted it."""
+        with self.lock:
+            return self._specs.get(self.base_id(job_id))
+
+    def seen_running(self, job_id: str) -> bool:
+        """Whether the last poll found the job RUNNING (a query may then distrust a PENDING record)."""
+        with self.lock:
+            return job_id in self._running_seen
+
+    # -- submission -------------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+        chunks = [list(jobs[i : i + chunksize]) for i in range(0, len(jobs), chunksize)]
+        if len(chunks) == 1:
+            job_id = self._submit_single(chunks[0])
+            return [job_id] * len(chunks[0])
+        batch_dir = f"{self.workdir}/batch-{uuid.uuid4().hex}"
+        self.transport.make_dirs([batch_dir], 0o700)
+        ids: list[str] = []
+        submitted: list[str] = []
+        per_array = self.max_array_size() or len(chunks)
+        try:
+            for number, start in enumerate(range(0, len(chunks), per_array)):
+                group = chunks[start : start + per_array]
+                array_id = self._submit_array(group, batch_dir, number)
+                submitted.append(array_id)
+                first = self.first_array_index
+                ids += [self.task_id(array_id, first + index) for index, chunk in enumerate(group) for _ in chunk]
+        except BaseException:
+            # All of the batch or none of it: the caller cleans the job directories.
+            if submitted:
+                self.cancel(submitted)
+            self.transport.remove_tree(batch_dir)
+            raise
+        with self.lock:
+            self._batches[batch_dir] = set(ids)
+        return ids
+
+    def job_name(self, spec: JobSpec) -> str:
+        """``spec.name`` reduced to what every scheduler accepts in a name, and to its length limit."""
+        return _NAME_UNSAFE.sub("_", spec.name)[: self.name_limit] or "clustrix"
+
+    def directives(self, jobs: Sequence[StagedJob], options: Sequence[str] = ()) -> list[str]:
+        """The script's directive lines: resources, ``options``, dependencies, the user's extras."""
+        spec = jobs[0].spec
+        after = list(dict.fromkeys(upstream for job in jobs for upstream in job.after))
+        lines = [f"{self.directive_prefix} {option}" for option in self.resource_options(spec, self.job_name(spec))]
+        lines += [f"{self.directive_prefix} {option}" for option in options]
+        if after:
+            lines += [f"{self.directive_prefix} {option}" for option in self.dependency_options(after)]
+        prefix = self.directive_prefix
+        lines += [extra if extra.startswith(prefix) else f"{prefix} {extra}" for extra in spec.resources.extra]
+        return lines
+
+    def _cores_line(self, spec: JobSpec) -> str:
+        return f"export CLUSTRIX_CORES=${{{self.cores_variable}:-{spec.resources.cores}}}"
+
+    def _submit_single(self, chunk: list[StagedJob]) -> str:
+        directory = chunk[0].directory
+        lines = [
+            "#!/bin/bash",
+            *self.directives(chunk),
+            f"export CLUSTRIX_JOB_ID={self.job_id_expression}",
+            self._cores_line(chunk[0].spec),
+            *self.setup_lines(chunk[0].spec),
+            self.runner_line(chunk),
+        ]
+        script = f"{directory}/job.sh"
+        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
+        return self._submit_script(script, chunk[0].spec, f"{directory}/stdout", f"{directory}/stderr")
+
+    def _submit_array(self, group: list[list[StagedJob]], batch_dir: str, number: int) -> str:
+        first = group[0][0]
+        tasks = f"{batch_dir}/tasks-{number}"
+        line = f"$(({self.task_index_variable} - {self.first_array_index} + 1))"
+        lines = [
+            "#!/bin/bash",
+            *self.directives(
+                [job for chunk in group for job in chunk],
+                self.array_options(self.first_array_index, self.first_array_index + len(group) - 1),
+            ),
+            f"export CLUSTRIX_JOB_ID={self.task_id_expression}",
+            self._cores_line(first.spec),
+            # This task's job directories, shell-quoted on its line of the tasks file.
+            f'eval "set -- $(sed -n "{line}p" {shlex.quote(tasks)})"',
+            # Setup's output belongs with the task's first call, where the client reads stderr.
+            'exec >>"$1/stdout" 2>>"$1/stderr"',
+            *self.setup_lines(first.spec),
+            f'{shlex.quote(self.python_for(first.spec))} "$1/runner.py" "$@"',
+        ]
+        task_lines = "".join(" ".join(shlex.quote(job.directory) for job in chunk) + "\n" for chunk in group)
+        script = f"{batch_dir}/array-{number}.sh"
+        self.transport.write_files({tasks: task_lines.encode()}, 0o600)
+        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
+        # One file for the whole array: only what fails before the script's redirect lands there.
+        out = f"{batch_dir}/{self.scheduler.lower()}-{number}.out"
+        return self._submit_script(script, first.spec, out, out)
+
+    def _submit_script(self, script: str, spec: JobSpec, stdout: str, stderr: str) -> str:
+        command = self.submit_command(script, stdout, stderr)
+        result = self.run(command)
+        if not result.ok:
+            if any(word in result.words for word in self.unreachable_words):
+                raise BackendUnavailableError(
+                    f"{self.config.label}: {command[0]} could not reach {self.scheduler}: {result.words}"
+                )
+            raise SubmissionError(f"{command[0]} refused the job {spec.name!r}", scheduler_output=result.words)
+        job_id = self.parse_job_id(result.stdout)
+        if not job_id:
+            raise SubmissionError(
+                f"{command[0]} answered no job id for {spec.name!r}",
+                scheduler_output=result.stdout + result.stderr or "(no output)",
+            )
+        with self.lock:
+            self._specs[self.base_id(job_id)] = spec
+        return job_id
+
+    # -- watching and cancelling ---------------------------------------------------------
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found = self.query(job_ids)
+        unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
+        statuses = {job_id: found.get(job_id, unknown) for job_id in job_ids}
+        with self.lock:
+            self._running_seen |= {j for j, status in statuses.items() if status.state is JobState.RUNNING}
+            self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
+        self._clean_batches(statuses)
+        return statuses
+
+    def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
+        ended = []
+        with self.lock:
+            for batch_dir, waiting in self._batches.items():
+                for job_id in [j for j in waiting if j in statuses and statuses[j].state.finished]:
+                    waiting.discard(job_id)
+                    if statuses[job_id].state is not JobState.COMPLETED:
+                        self._batch_failed.add(batch_dir)
+                if not waiting:
+                    ended.append(batch_dir)
+            for batch_dir in ended:
+                del self._batches[batch_dir]
+        for batch_dir in ended:
+            failed = batch_dir in self._batch_failed
+            self._batch_failed.discard(batch_dir)
+            if self.config.should_clean(not failed):
+                self.transport.remove_tree(batch_dir)
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        result = self.run(self.cancel_command(job_ids))
+        # Jobs that already ended, or that the scheduler forgot, are fine to "cancel".
+        ignorable = self.unknown_job_words + self.finished_job_words
+        problems = [
+            line
+            for line in (result.stderr + "\n" + result.stdout).splitlines()
+            if line.strip() and not any(word in line for word in ignorable)
+        ]
+        if not result.ok and problems:
+            result.check(BackendUnavailableError, f"cancelling with {self.cancel_command(job_ids)[0]}")
