@@ -103,7 +103,8 @@ def test_state_history_rules():
 
     assert check([P, R, C])
     assert check([P, C]), "a poll may miss a short RUNNING"
-    assert check([P, R, X, R, C])
+    assert check([P, R, X], end=X), "preempted and not requeued is an end"
+    assert not check([P, R, X, R, C]), "nothing after a preemption that was not requeued"
     assert not check([P, R, P, C]), "back to PENDING without a preemption"
     assert not check([P, C, R]), "nothing after an end"
     assert not check([P, R, C], times=[t[0], t[2], t[1]]), "timestamps out of order"

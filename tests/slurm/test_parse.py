@@ -67,7 +67,8 @@ def test_states_that_cannot_be_caused_at_will_here():
     # provoked on the test clusters, so their mapping is pinned here.
     assert parse.status("NODE_FAIL", "NodeDown", "0:0", "n2", memory_limited=False).state is JobState.NODE_FAIL
     preempted = parse.status("PREEMPTED", "None", "0:0", "n1", memory_limited=False)
-    assert preempted.state is JobState.PREEMPTED and not preempted.state.finished
+    # Slurm says PREEMPTED only when the job was not requeued (a requeued one is REQUEUED/PENDING): an end.
+    assert preempted.state is JobState.PREEMPTED and preempted.state.finished
     assert parse.status("OUT_OF_MEMORY", "OutOfMemory", "0:125", "vm", memory_limited=True).state is (
         JobState.OUT_OF_MEMORY
     )

@@ -38,6 +38,13 @@ class BackendUnavailableError(ClustrixError):
     """The backend's host or scheduler cannot be reached, or its plugin is not installed."""
 
 
+class JobLostError(ClustrixError):
+    """The job ended but clustrix could not collect it (its files could not be read, a plugin broke).
+
+    The job's files are left where they are; the cause is chained.
+    """
+
+
 class ResultError(ClustrixError):
     """The job ended but its result cannot be used."""
 
@@ -103,6 +110,14 @@ class JobCancelledError(JobFailedError):
 
 class DependencyFailedError(JobCancelledError):
     """The job never ran: a job it depends on did not complete."""
+
+
+class JobPreemptedError(JobFailedError):
+    """The scheduler preempted the job for another and did not requeue it."""
+
+
+class JobExitError(JobFailedError):
+    """The call ended the job's Python with ``sys.exit()`` (``SystemExit``); ``exit_code`` is its code."""
 
 
 class NodeFailureError(JobFailedError):

@@ -2,6 +2,11 @@
 
 The interval starts short and grows by half each quiet poll up to the profile's maximum;
 a state change or a new submission brings it back down. No thread per job.
+
+The thread must outlive anything that goes wrong, or every waiting ``result()`` hangs:
+a poll that raises is a failed poll (retried until ``poll_failure_timeout``), and a job
+whose end cannot be handled gets that error as its future's exception, while the
+others are still watched.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from clustrix.errors import BackendUnavailableError, ClustrixError
+from clustrix.errors import BackendUnavailableError, ClustrixError, JobLostError
 from clustrix.log import get_logger
 
 if TYPE_CHECKING:
     from clustrix.job import Job
     from clustrix.session import ClusterSession
+    from clustrix.state import JobStatus
 
 BACKOFF = 1.5
 
@@ -55,9 +61,9 @@ class Monitor:
                 statuses = self.session.backend.poll(list(dict.fromkeys(job.job_id for job in jobs)))
                 self.polls += 1
                 failing_since = None
-            except ClustrixError as exc:
+            except Exception as exc:  # noqa: BLE001 - see the module docstring
                 failing_since = failing_since or time.monotonic()
-                self._log.warning("poll failed", error=str(exc), jobs=len(jobs))
+                self._log.warning("poll failed", error=f"{type(exc).__name__}: {exc}", jobs=len(jobs))
                 if time.monotonic() - failing_since > self.config.poll_failure_timeout:
                     self._give_up(jobs, exc)
                     failing_since = None
@@ -65,13 +71,8 @@ class Monitor:
             changed = False
             for job in jobs:
                 status = statuses.get(job.job_id)
-                if status is None:
-                    continue
-                changed |= self.session.record(job, status)
-                if status.state.finished:
-                    with self._wake:
-                        self._jobs.pop(job.key, None)
-                    self.session.finish(job)
+                if status is not None:
+                    changed |= self._handle(job, status)
             interval = self.config.poll_interval if changed else min(interval * BACKOFF, self.config.poll_interval_max)
             with self._wake:
                 if not self._woken:
@@ -79,10 +80,36 @@ class Monitor:
                 if self._woken:
                     interval = self.config.poll_interval
 
-    def _give_up(self, jobs: list[Job], exc: ClustrixError) -> None:
+    def _handle(self, job: Job, status: JobStatus) -> bool:
+        """Record one job's status and finish it if it ended; True when its state changed."""
+        try:
+            changed = self.session.record(job, status)
+            if status.state.finished:
+                with self._wake:
+                    self._jobs.pop(job.key, None)
+                self.session.finish(job)
+            return changed
+        except Exception as exc:  # noqa: BLE001 - see the module docstring
+            self._log.error("job handling failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
+            with self._wake:
+                self._jobs.pop(job.key, None)
+            error = (
+                exc
+                if isinstance(exc, ClustrixError)
+                else JobLostError(
+                    f"job {job.job_id} ended, but collecting it failed: {type(exc).__name__}: {exc}; "
+                    f"its files are left in {job.directory}"
+                )
+            )
+            if error is not exc:
+                error.__cause__ = exc
+            self.session.abandon(job, error)
+            return True
+
+    def _give_up(self, jobs: list[Job], exc: Exception) -> None:
         error = BackendUnavailableError(
             f"{self.config.label}: no answer from the scheduler for {self.config.poll_failure_timeout:g} s "
-            f"(poll_failure_timeout); the jobs may still run there: {exc}"
+            f"(poll_failure_timeout); the jobs may still run there: {type(exc).__name__}: {exc}"
         )
         for job in jobs:
             with self._wake:

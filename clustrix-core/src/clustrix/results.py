@@ -16,8 +16,10 @@ from clustrix.errors import (
     DependencyFailedError,
     JobCancelledError,
     JobEnvironmentError,
+    JobExitError,
     JobFailedError,
     JobOutOfMemoryError,
+    JobPreemptedError,
     JobTimeoutError,
     NodeFailureError,
     RemoteError,
@@ -35,6 +37,7 @@ _KILLED: dict[JobState, tuple[type[JobFailedError], str]] = {
     JobState.OUT_OF_MEMORY: (JobOutOfMemoryError, "the job went over its memory limit"),
     JobState.CANCELLED: (JobCancelledError, "the job was cancelled"),
     JobState.NODE_FAIL: (NodeFailureError, "the job's node failed"),
+    JobState.PREEMPTED: (JobPreemptedError, "the job was preempted and not requeued"),
 }
 
 
@@ -107,7 +110,14 @@ def _remote_exception(job: Job, header: dict, record: dict, failure: dict) -> Ba
                 exc = runner.loads(header, record["exception"])
             except Exception:  # noqa: BLE001 - the class may not exist here; RemoteError carries it
                 exc = None
-        if not isinstance(exc, BaseException):
+        if isinstance(exc, SystemExit):
+            # Re-raised here it would end the caller's program: the job's exit is a job failure.
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            exc = JobExitError(f"the call ended its job with sys.exit({exc.code!r})", **{**failure, "exit_code": code})
+        elif isinstance(exc, BaseException) and not isinstance(exc, Exception):
+            # KeyboardInterrupt and the like: raised here they would look like the caller's own.
+            exc = RemoteError(record["type"], record["message"], record["traceback"])
+        elif not isinstance(exc, BaseException):
             exc = RemoteError(record["type"], record["message"], record["traceback"])
     else:
         what = "load the call" if record["phase"] == "load" else "pickle the return value"

@@ -9,6 +9,7 @@ future from the result file, fire the events, and clean the directory by policy.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import importlib.resources
 import json
 import secrets
@@ -221,8 +222,8 @@ class ClusterSession:
     def _remove_directory(self, job: Job) -> None:
         try:
             self.transport.remove_tree(job.directory)
-        except ClustrixError as exc:
-            self._log.warning("could not clean job directory", job_id=job.job_id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a directory left behind must not lose the job's result
+            self._log.warning("could not clean job directory", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
 
     def abandon(self, job: Job, error: ClustrixError) -> None:
         """Stop waiting for ``job``: its future gets ``error``; its files are left alone."""
@@ -231,14 +232,20 @@ class ClusterSession:
     def _settle(self, job: Job, done: Outcome) -> None:
         with self._lock:
             future = self._futures.pop(job.key, None)
-        if future is None or future.done():
+        if future is None:
             return
-        if done.ok:
-            future.set_result(done.value)
-            self._log.info("job finished", job_id=job.job_id, state=job.state.value)
-        else:
-            future.set_exception(done.exception)
-            self._log.info("job failed", job_id=job.job_id, state=job.state.value, error=type(done.exception).__name__)
+        try:
+            if done.ok:
+                future.set_result(done.value)
+            else:
+                future.set_exception(done.exception)
+        except concurrent.futures.InvalidStateError:
+            # Cancelled by the user between the job's end and now: the cancellation stands.
+            return
+        error = None if done.ok else type(done.exception).__name__
+        self._log.info(
+            "job finished" if done.ok else "job failed", job_id=job.job_id, state=job.state.value, error=error
+        )
 
     def _read_text(self, job: Job, name: str) -> str:
         return (self._read(job, name, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(errors="replace")

@@ -16,7 +16,7 @@ class JobState(enum.Enum):
     TIMEOUT = "TIMEOUT"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NODE_FAIL = "NODE_FAIL"
-    # Requeued by the scheduler: it will run again, so not an end.
+    # Preempted for another job and not requeued (a requeued job is PENDING again).
     PREEMPTED = "PREEMPTED"
     # The scheduler no longer knows the job; the runner's own record decides what happened.
     UNKNOWN = "UNKNOWN"
@@ -26,7 +26,7 @@ class JobState(enum.Enum):
         return self not in _ACTIVE
 
 
-_ACTIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.PREEMPTED})
+_ACTIVE = frozenset({JobState.PENDING, JobState.RUNNING})
 
 
 @attrs.frozen

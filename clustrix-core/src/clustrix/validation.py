@@ -24,7 +24,10 @@ from clustrix.errors import (
     BackendUnavailableError,
     JobCancelledError,
     JobEnvironmentError,
+    JobExitError,
+    JobLostError,
     JobOutOfMemoryError,
+    JobPreemptedError,
     JobTimeoutError,
     NodeFailureError,
     RemoteError,
@@ -42,6 +45,7 @@ _UNSET: Any = object()
 ERROR_CATEGORIES: tuple[tuple[type[BaseException], str], ...] = (
     (JobTimeoutError, "time_limit"),
     (JobOutOfMemoryError, "memory"),
+    (JobPreemptedError, "preempted"),
     (JobCancelledError, "cancelled"),
     (concurrent.futures.CancelledError, "cancelled"),
     (NodeFailureError, "node_failure"),
@@ -50,6 +54,8 @@ ERROR_CATEGORIES: tuple[tuple[type[BaseException], str], ...] = (
     (SubmissionError, "scheduler"),
     (BackendUnavailableError, "scheduler"),
     (ResultError, "result"),
+    (JobLostError, "result"),
+    (JobExitError, "user_exception"),
     (RemoteError, "user_exception"),
 )
 
@@ -134,9 +140,8 @@ def metrics_for(job: Job) -> JobMetrics:
     )
 
 
-# A job's states may only move forward through these ranks; only a preemption sends a running
-# job back to the queue.
-_RANK = {JobState.PENDING: 0, JobState.PREEMPTED: 0, JobState.RUNNING: 1}
+# A job's states may only move forward through these ranks, to one end.
+_RANK = {JobState.PENDING: 0, JobState.RUNNING: 1}
 
 
 class ClusterJobValidator:
@@ -215,10 +220,7 @@ class ClusterJobValidator:
     def _history(self, job: Job, expected_end: JobState | None) -> Check:
         states = [state for state, _ in job.history]
         times = [when for _, when in job.history]
-        forward = all(
-            not a.finished and (b is JobState.PREEMPTED or _RANK.get(a, 2) <= _RANK.get(b, 2))
-            for a, b in itertools.pairwise(states)
-        )
+        forward = all(not a.finished and _RANK.get(a, 2) <= _RANK.get(b, 2) for a, b in itertools.pairwise(states))
         ordered = times == sorted(times)
         end_ok = expected_end is None or states[-1] is expected_end
         return Check(
