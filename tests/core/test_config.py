@@ -118,3 +118,43 @@ def test_invalid_env_name_is_refused(local_profile):
 
     with pytest.raises(ConfigError, match="not a valid environment variable name"):
         f()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("env", {"X": 1}, "env: X=1: values must be strings"),
+        ("env", ["X=1"], "expected a table"),
+        ("setup", "module load python", "expected a list of shell lines"),
+        ("setup", ["ok", 3], "expected a list of shell lines"),
+        ("python", 3.11, "python=3.11"),
+        ("name", ["a"], "name=\\['a'\\]"),
+        ("parallel", "no", "parallel='no': expected true or false"),
+        ("queue", "debug\ntouch /tmp/x", "queue="),
+        ("account", "a b", "account='a b'"),
+        ("extra", "--qos=low", "extra='--qos=low': expected a list"),
+        ("extra", ["--qos=low\n#SBATCH --wrap=x"], "each directive must be one non-empty line"),
+        ("host", "login\nProxyCommand x", "host="),
+        ("max_payload_bytes", 1.5, "max_payload_bytes=1.5"),
+    ],
+)
+def test_bad_job_and_cluster_values_are_config_errors_naming_the_key(local_profile, key, value, words):
+    with pytest.raises(ConfigError, match=words):
+        cluster(profile=local_profile(), **{key: value})(lambda: 1)()
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"profiles = 1\n", "profiles must be a table"),
+        (b"default = 3\n", "default must be a profile's name"),
+        (b'[profiles.x]\nbackend = "local"\nname = "\xff\xfe"\n', "codec can't decode"),
+    ],
+)
+def test_malformed_config_files_name_the_file(tmp_path, monkeypatch, content, words):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(content)
+    monkeypatch.setenv("CLUSTRIX_CONFIG", str(bad))
+    with pytest.raises(ConfigError, match=words) as caught:
+        resolve(None, {})
+    assert "bad.toml" in str(caught.value)

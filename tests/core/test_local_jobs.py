@@ -118,15 +118,49 @@ def test_setup_lines_run_before_python(local_profile):
     assert read() == "42"
 
 
-def test_time_limit_kills_the_job(local_profile):
+def test_time_limit_kills_the_job_and_its_children(local_profile, tmp_path):
+    pid_file = tmp_path / "pids"
+
     @cluster(profile=local_profile(), time="00:00:02")
-    def sleepy():
+    def sleepy(path):
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "300"])
+        Path(path).write_text(f"{os.getpid()} {child.pid}")
         time.sleep(60)
 
     with pytest.raises(JobTimeoutError) as info:
-        sleepy()
+        sleepy(str(pid_file))
     assert info.value.state is JobState.TIMEOUT
     assert isinstance(info.value, TimeoutError)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    deadline = time.monotonic() + 30
+    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(process_gone(p) for p in pids), "the call's child must not outlive the time limit"
+
+
+def test_cancel_of_a_time_limited_job_kills_its_children(local_profile, tmp_path):
+    pid_file = tmp_path / "pids"
+
+    @cluster(profile=local_profile(), time="00:10:00")
+    def forever(path):
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "300"])
+        Path(path).write_text(f"{os.getpid()} {child.pid}")
+        time.sleep(300)
+
+    future = forever.submit(str(pid_file))
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert future.cancel()
+    deadline = time.monotonic() + 30
+    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(process_gone(p) for p in pids)
 
 
 def test_memory_limit(local_profile):

@@ -199,6 +199,37 @@ def test_time_limit_is_job_timeout_error(slurm):
     assert scontrol_job(fn, future.job_id)["JobState"] == "TIMEOUT"
 
 
+def test_seconds_are_rounded_up_to_whole_minutes_with_a_warning(slurm):
+    # Slurm ignores the seconds of a time limit: 3 s would silently mean no limit at all.
+    fn = cluster(profile=slurm, time="00:00:03")(sleep_for)
+    with pytest.warns(UserWarning, match="whole minutes; time=00:00:03 is submitted as 00:01:00"):
+        future = fn.submit(0)
+    assert future.result(timeout=120) == "woke"
+    assert scontrol_job(fn, future.job_id)["TimeLimit"] == "00:01:00"
+
+
+@pytest.mark.expensive
+def test_a_chunk_killed_at_its_time_limit_keeps_the_values_of_calls_that_returned(slurm):
+    fn = cluster(profile=slurm, time="00:01:00")(sleep_for)
+    futures = fn.map([1, 1, 300, 1], chunksize=4)
+    assert len({f.job_id for f in futures}) == 1, "one task runs the four calls in turn"
+    assert [f.result(timeout=200) for f in futures[:2]] == ["woke", "woke"]
+    for future in futures[2:]:
+        with pytest.raises(JobTimeoutError):
+            future.result(timeout=200)
+
+
+def test_a_chunk_cancelled_midway_keeps_the_values_of_calls_that_returned(slurm):
+    fn = cluster(profile=slurm)(sleep_for)
+    first, second, third = fn.map([0, 300, 0], chunksize=3)
+    wait_for(lambda: Path(first.job.directory, "result.pkl").exists(), 60, "the first call to return")
+    fn.session().backend.cancel([second.job_id])  # as `clustrix cancel` would: the whole task
+    assert first.result(timeout=60) == "woke"
+    for future in (second, third):
+        with pytest.raises(clustrix.JobCancelledError):
+            future.result(timeout=60)
+
+
 def test_cancel_ends_the_job_in_slurm(slurm):
     fn = cluster(profile=slurm)(sleep_for)
     future = fn.submit(300)
@@ -605,9 +636,8 @@ def test_hostile_directive_values_are_refused_before_anything_reaches_slurm(slur
             return [fill(x) for x in v]
         return {fill(k): fill(x) for k, x in v.items()}
 
-    fn = cluster(profile=slurm, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)
     with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
-        fn(1, 2)
+        cluster(profile=slurm, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)(1, 2)
     assert not marker.exists()
     assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
 

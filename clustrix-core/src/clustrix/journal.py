@@ -1,12 +1,16 @@
 """The journal: a line per submitted and finished job in the user's state directory.
 
 It is how ``clustrix jobs``, ``cancel`` and ``logs`` find jobs submitted by other
-processes. It is an ordinary plugin of the core, built on the event hooks.
+processes. It is an ordinary plugin of the core, built on the event hooks. Several
+client processes may write at once: each line is written whole under an exclusive
+``flock``. A line that is not a record (a crash mid-write, an edit by hand) is skipped
+with a warning naming the file and line.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import threading
@@ -17,6 +21,7 @@ import platformdirs
 
 from clustrix.hookspecs import hookimpl
 from clustrix.job import Job
+from clustrix.log import get_logger
 
 _lock = threading.Lock()
 
@@ -31,8 +36,11 @@ def _append(record: dict[str, Any]) -> None:
     with _lock:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as f:
-            f.write(line)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
 
 
 def _now() -> str:
@@ -67,13 +75,16 @@ def read_jobs() -> list[dict[str, Any]]:
     path = journal_path()
     if not path.exists():
         return []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         try:
             record = json.loads(line)
         except ValueError:
+            record = None
+        if not isinstance(record, dict) or "key" not in record:
+            get_logger().warning("skipping a journal line that is not a record", file=str(path), line=number)
             continue
         if record.get("event") == "submitted":
             jobs[record["key"]] = {**record, "state": None}
-        elif record.get("key") in jobs:
-            jobs[record["key"]]["state"] = record["state"]
+        elif record["key"] in jobs:
+            jobs[record["key"]]["state"] = record.get("state")
     return list(jobs.values())

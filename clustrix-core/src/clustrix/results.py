@@ -1,10 +1,12 @@
 """From a finished job's state and result file to the value or the exception its future gets.
 
-The rule: a scheduler's kill (time limit, memory, cancel, node failure) raises its
-``JobFailedError`` subclass, with the remote exception, if any, as its cause;
-otherwise an authentic result gives the value or the user's ORIGINAL exception,
-with the remote traceback attached as a note; no result at all is an error that
-says which state the scheduler reported.
+The rule: an authentic result of a call that returned gives its value, even if the
+scheduler killed its task afterwards (a chunk's later call was running then).
+Otherwise a scheduler's kill (time limit, memory, cancel, node failure, preemption)
+raises its ``JobFailedError`` subclass, with the remote exception, if any, as its
+cause; else the user's ORIGINAL exception, with the remote traceback attached as a
+note and its ``__cause__``/``__context__`` chain rebuilt link by link; no result at
+all is an error that says which state the scheduler reported.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
                     f"job {job.job_id}: the result could not be unpickled here: {type(exc).__name__}: {exc}"
                 ),
             )
-        if record["ok"] and status.state not in _KILLED:
+        if record["ok"]:
+            # The call returned before any kill: in a chunk, the calls before the one that was
+            # running when the task was killed keep their values.
             return Outcome(True, value=record["value"])
         if not record["ok"]:
             remote = _remote_exception(job, header, record, failure)
@@ -124,4 +128,26 @@ def _remote_exception(job: Job, header: dict, record: dict, failure: dict) -> Ba
         exc = JobEnvironmentError(f"the runner could not {what}: {record['type']}: {record['message']}", **failure)
     exc.remote_traceback = record["traceback"]  # type: ignore[attr-defined]
     exc.add_note(note)
+    _relink(exc, header, record.get("chain", []))
     return exc
+
+
+def _rebuild(header: dict, pickled: bytes | None) -> BaseException | None:
+    if pickled is None:
+        return None
+    try:
+        exc = runner.loads(header, pickled)
+    except Exception:  # noqa: BLE001 - the class may not exist here; RemoteError carries it
+        return None
+    return exc if isinstance(exc, Exception) else None
+
+
+def _relink(exc: BaseException, header: dict, chain: list) -> None:
+    """Give ``exc`` back the ``__cause__``/``__context__`` chain it had in the job."""
+    for link in chain:
+        linked = _rebuild(header, link["exception"]) or RemoteError(link["type"], link["message"], "")
+        if link["relation"] == "cause":
+            exc.__cause__ = linked
+        else:
+            exc.__context__ = linked
+        exc = linked

@@ -134,6 +134,36 @@ def _describe(exc: BaseException, tb) -> dict:
     }
 
 
+def _pickled(exc: BaseException, serializer: str) -> bytes | None:
+    try:
+        return importlib.import_module(serializer).dumps(exc)
+    except Exception:  # noqa: BLE001 - the type name and message still travel
+        return None
+
+
+def _chain(exc: BaseException, serializer: str) -> list:
+    """The exceptions ``exc`` was raised from or during, each pickled on its own (pickling drops the links)."""
+    links, seen, current = [], {id(exc)}, exc
+    while True:
+        if current.__cause__ is not None:
+            relation, current = "cause", current.__cause__
+        elif current.__context__ is not None and not current.__suppress_context__:
+            relation, current = "context", current.__context__
+        else:
+            return links
+        if id(current) in seen:
+            return links
+        seen.add(id(current))
+        links.append(
+            {
+                "relation": relation,
+                "type": f"{type(current).__module__}.{type(current).__qualname__}",
+                "message": str(current),
+                "exception": _pickled(current, serializer),
+            }
+        )
+
+
 class _Redirected:
     """Send fds 1 and 2 to the job's own files for one call, so output stays per call even in a chunk."""
 
@@ -195,10 +225,8 @@ def run_job(jobdir: str) -> bool:
                 outcome = {"ok": False, "phase": "call", **_describe(exc, exc.__traceback__.tb_next)}
                 # The job's own log shows the failure too, for `clustrix logs` and the scheduler's files.
                 sys.stderr.write(outcome["traceback"])
-                try:
-                    outcome["exception"] = importlib.import_module(header["serializer"]).dumps(exc)
-                except Exception:  # noqa: BLE001 - the type name and traceback still travel
-                    outcome["exception"] = None
+                outcome["exception"] = _pickled(exc, header["serializer"])
+                outcome["chain"] = _chain(exc, header["serializer"])
                 returned = False
             else:
                 outcome = {"ok": True, "value": value}

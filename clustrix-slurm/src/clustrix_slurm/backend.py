@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import re
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -44,6 +45,19 @@ def _local_time(text: str) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(text).astimezone()
     except ValueError:
         return None
+
+
+def _whole_minutes(seconds: int, name: str) -> int:
+    """Slurm enforces time limits in whole minutes and silently ignores the seconds: round up, and say so."""
+    if seconds % 60 == 0:
+        return seconds
+    rounded = -(-seconds // 60) * 60
+    warnings.warn(
+        f"{name}: Slurm enforces time limits in whole minutes; time={format_time(seconds)} "
+        f"is submitted as {format_time(rounded)}",
+        stacklevel=2,
+    )
+    return rounded
 
 
 class SlurmBackend(BatchBackend):
@@ -90,7 +104,7 @@ class SlurmBackend(BatchBackend):
         if resources.memory:
             options.append(f"--mem={-(-resources.memory // 1024**2)}M")
         if resources.time:
-            options.append(f"--time={format_time(resources.time)}")
+            options.append(f"--time={format_time(_whole_minutes(resources.time, spec.name))}")
         if resources.queue:
             options.append(f"--partition={resources.queue}")
         if resources.account:

@@ -44,13 +44,16 @@ for d in "$@"; do
 done
 """
 
+# A time-limited job has two process groups: job.sh's, and the one `timeout` leads (its pid in "limited").
 _CANCEL = f"""
 for d in "$@"; do
   [ -f "$d/exitcode" ] && continue
   : > "$d/cancelled"
   pg=$(cat "$d/pid" 2>/dev/null) || continue
-  kill -s TERM -- "-$pg" 2>/dev/null
-  ( sleep {KILL_GRACE}; kill -s KILL -- "-$pg" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+  groups="-$pg"
+  lg=$(cat "$d/limited" 2>/dev/null) && groups="$groups -$lg"
+  kill -s TERM -- $groups 2>/dev/null
+  ( sleep {KILL_GRACE}; kill -s KILL -- $groups 2>/dev/null ) >/dev/null 2>&1 </dev/null &
 done
 """
 
@@ -192,9 +195,13 @@ class ProcessBackend(Backend):
             lines.append(f"ulimit -v {resources.memory // 1024}")
         runner = self.runner_line([job])
         if resources.time:
+            # Not --foreground: `timeout` then leads a process group of its own and kills the whole
+            # group at the limit, the call's child processes too, so their cores are really free.
             lines += [
                 "start=$(date +%s)",
-                f"timeout --foreground -k {KILL_GRACE} {resources.time} {runner}",
+                f"timeout -k {KILL_GRACE} {resources.time} {runner} &",
+                f"echo $! > {d}/limited",
+                "wait $!",
                 "rc=$?",
                 f"if [ $rc -eq 124 -o $rc -eq 137 ] && [ $(( $(date +%s) - start )) -ge {resources.time} ]; "
                 f"then : > {d}/timedout; fi",
