@@ -9,7 +9,8 @@ Clusters are the profiles in the config file (``--config``, else ``$CLUSTRIX_CON
 else the file tests/clusters/up writes), grouped by backend. ``--check-only`` probes
 each profile (plugin installed, host reachable, scheduler answers) and prints a table.
 ``all`` runs what is available and says what is not; with ``--require`` (default under
-``CI=true``) an unavailable cluster fails the run. Exit status is non-zero on any failure.
+``CI=true``) an unavailable cluster, a skipped test or no test at all fails the run.
+Exit status is non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ def main() -> int:
         report["duration"] = time.monotonic() - started
         if validation.exists():
             report["validation"] = json.loads(validation.read_text())["jobs"]
+        skipped = [t["test"] for t in report["tests"] if t["outcome"] == "skipped"]
+        if args.require and (code == pytest.ExitCode.NO_TESTS_COLLECTED or skipped):
+            # Clusters are required: a test that did not run is not a pass.
+            print(f"required clusters, but {len(skipped)} test(s) skipped" if skipped else "no tests collected")
+            failed = True
         failed |= code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
     report["passed"] = not failed
     if args.report:

@@ -93,3 +93,31 @@ def test_test_system_self_check():
     )
     assert out.returncode == 0, out.stdout
     assert out.stdout.count("ok    ") == 6
+
+
+def test_runner_script_counts_a_run_of_no_tests_as_a_failure_when_clusters_are_required(cluster_profile, tmp_path):
+    cluster_profile("ssh-local")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/run_cluster_job_tests.py"),
+            "--cluster",
+            "ssh",
+            "--require",
+            "--report",
+            str(tmp_path / "run.json"),
+            "--config",
+            os.environ["CLUSTRIX_CONFIG"],
+            "--",
+            "-k",
+            "no_test_has_this_name",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "CI": ""},
+    )
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "no tests collected" in out.stdout
+    assert json.loads((tmp_path / "run.json").read_text())["passed"] is False

@@ -7,7 +7,9 @@ same code against live clusters.
 
 from __future__ import annotations
 
-from clustrix import JobState
+import pytest
+
+from clustrix import BackendUnavailableError, JobState, SubmissionError
 from clustrix.config import ClusterConfig
 from clustrix.transport import LocalTransport
 from clustrix_slurm.backend import SlurmBackend
@@ -51,3 +53,31 @@ def test_pending_is_believed_for_jobs_never_seen_running():
     status = backend.poll(["8"])["8"]
     assert (status.state, status.reason) == (JobState.PENDING, "Priority")
     assert backend.asked == ["sacct"]
+
+
+class SacctGone(Answers):
+    """sacct worked at the probe, then slurmdbd went away: its query fails like the real one does."""
+
+    def run_query(self, argv, what):
+        if argv[0] == "sacct":
+            self.asked.append("sacct")
+            raise BackendUnavailableError("polling with sacct: `sacct ...` exited 1: Connection refused")
+        return super().run_query(argv, what)
+
+
+def test_accounting_that_goes_away_falls_back_to_squeue_for_that_poll():
+    backend = SacctGone([("squeue", "9|RUNNING|None|vm\n"), ("squeue", ""), ("scontrol", SCONTROL_9_DONE)])
+    assert backend.poll(["9"])["9"].state is JobState.RUNNING
+    done = backend.poll(["9"])["9"]
+    assert (done.state, done.exit_code) == (JobState.COMPLETED, 0)
+    assert backend.asked == ["sacct", "squeue", "sacct", "squeue", "scontrol"]
+
+
+SCONTROL_9_DONE = "JobId=9 JobName=x JobState=COMPLETED Reason=None ExitCode=0:0 NodeList=vm Partition=debug\n"
+
+
+def test_an_empty_sbatch_answer_is_a_submission_error():
+    from tests.golden import render
+
+    with pytest.raises(SubmissionError, match="answered no job id"):
+        render(SlurmBackend, "", calls=1)
