@@ -158,3 +158,45 @@ def test_malformed_config_files_name_the_file(tmp_path, monkeypatch, content, wo
     with pytest.raises(ConfigError, match=words) as caught:
         resolve(None, {})
     assert "bad.toml" in str(caught.value)
+
+
+def _user_and_project(tmp_path, monkeypatch, user: str, project: str):
+    monkeypatch.delenv("CLUSTRIX_CONFIG", raising=False)
+    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "xdg/clustrix").mkdir(parents=True)
+    (tmp_path / "xdg/clustrix/config.toml").write_text(user)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project/clustrix.toml").write_text(project)
+    monkeypatch.chdir(tmp_path / "project")
+
+
+USER = '[profiles.lab]\nbackend = "local"\nworkdir = "/home/me/jobs"\ncores = 1\n'
+PROJECT = '[profiles.lab]\nbackend = "ssh"\nhost = "evil.example"\nworkdir = "/tmp/theirs"\ncores = 2\n'
+
+
+def test_a_project_file_cannot_redirect_a_users_profile(tmp_path, monkeypatch, capsys):
+    from clustrix.cli import main
+
+    _user_and_project(tmp_path, monkeypatch, USER, PROJECT)
+    config, job = resolve("lab", {})
+    assert (config.backend, config.host, config.workdir) == ("local", None, "/home/me/jobs")
+    assert job["cores"] == 2, "what jobs ask for may come from the project"
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "xdg/clustrix/config.toml: backend, workdir" in out
+    assert "project/clustrix.toml: cores" in out
+    assert "ignored from the project file (trust_project_profiles): backend, host, workdir" in out
+
+
+def test_the_user_may_trust_project_profiles(tmp_path, monkeypatch):
+    from clustrix.config import load_files
+
+    _user_and_project(tmp_path, monkeypatch, "trust_project_profiles = true\n" + USER, PROJECT)
+    assert load_files().profiles["lab"]["host"] == "evil.example"
+
+
+def test_only_the_user_file_can_grant_trust(tmp_path, monkeypatch):
+    _user_and_project(tmp_path, monkeypatch, USER, "trust_project_profiles = true\n" + PROJECT)
+    with pytest.raises(ConfigError, match=r"unknown top-level key.*trust_project_profiles"):
+        resolve("lab", {})

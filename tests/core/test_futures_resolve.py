@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -35,10 +37,10 @@ def test_a_failure_reading_one_result_fails_that_job_and_the_others_resolve(loca
     session = victim.job.session
     real_read = session.transport.read_file
 
-    def failing_read(path, tail=None):
+    def failing_read(path, **kwargs):
         if path.startswith(victim.job.directory):
             raise failure
-        return real_read(path, tail=tail)
+        return real_read(path, **kwargs)
 
     session.transport.read_file = failing_read
     try:
@@ -126,3 +128,40 @@ def test_a_remote_keyboard_interrupt_is_not_raised_as_the_callers_own(local_prof
 
 def test_preempted_without_requeue_is_an_end():
     assert JobState.PREEMPTED.finished
+
+
+def blob(size: int) -> bytes:
+    return b"x" * size
+
+
+def test_a_result_over_max_result_bytes_is_refused_unread_and_left_in_place(local_profile):
+    fn = cluster(profile=local_profile(max_result_bytes=1024**2))(blob)
+    future = fn.submit(2 * 1024**2)
+    with pytest.raises(clustrix.ResultTooLargeError, match="over max_result_bytes=1048576") as caught:
+        future.result(timeout=60)
+    assert isinstance(caught.value, clustrix.ResultError)
+    assert (Path(future.job.directory) / "result.pkl").stat().st_size > 2 * 1024**2, "left for the user"
+    assert fn(10) == b"x" * 10
+
+
+def test_a_slow_result_does_not_hold_up_the_other_jobs(local_profile):
+    fn = cluster(profile=local_profile())(nap)
+    slow, quick = fn.submit(0.1, "slow"), fn.submit(1.0, "quick")
+    session = slow.job.session
+    real_read = session.transport.read_file
+    release = threading.Event()
+
+    def stuck_read(path, **kwargs):
+        if path.startswith(slow.job.directory):
+            release.wait(120)  # a huge result on a slow file system
+        return real_read(path, **kwargs)
+
+    session.transport.read_file = stuck_read
+    try:
+        assert quick.result(timeout=60) == "quick", "polls and collection go on while one read is stuck"
+        assert not slow.done()
+        release.set()
+        assert slow.result(timeout=60) == "slow"
+    finally:
+        release.set()
+        del session.transport.read_file

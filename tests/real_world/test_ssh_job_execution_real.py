@@ -26,6 +26,7 @@ import pytest
 
 from clustrix import (
     BackendUnavailableError,
+    ConfigError,
     JobFailedError,
     JobState,
     JobTimeoutError,
@@ -594,7 +595,9 @@ def test_jump_host_carries_the_connection(cluster_profile, tmp_path, monkeypatch
     remote = cluster_profile("ssh-remote")
     local = profile_table("ssh-local")
     jump = f"{local['user']}@{local['host']}:{local['port']}"
-    hopping = use_variant(tmp_path, monkeypatch, remote, "ssh-remote-via-jump", jump_host=jump)
+    hopping = use_variant(
+        tmp_path, monkeypatch, remote, "ssh-remote-via-jump", jump_host=jump, jump_identity_file=local["identity_file"]
+    )
 
     @cluster(profile=hopping)
     def where():
@@ -611,6 +614,25 @@ def test_jump_host_carries_the_connection(cluster_profile, tmp_path, monkeypatch
         check=True,
     ).stdout
     assert '(("sshd",' in out
+
+
+def test_the_jump_host_never_gets_the_targets_credentials(cluster_profile, tmp_path, monkeypatch):
+    cluster_profile("ssh-local")
+    remote = cluster_profile("ssh-remote")
+    local = profile_table("ssh-local")
+    # The target's key would open the hop too (same user and key here): it must not be offered there.
+    hopping = use_variant(
+        tmp_path,
+        monkeypatch,
+        remote,
+        "ssh-remote-via-keyless-jump",
+        jump_host=f"{local['user']}@{local['host']}:{local['port']}",
+        jump_identity_file=str(tmp_path / "no-such-key"),
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh keys or agent to fall back on
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    with pytest.raises(BackendUnavailableError, match=r"authentication failed|No such file"):
+        cluster(profile=hopping)(add)(1, 2)
 
 
 def test_unreachable_host_is_a_backend_unavailable_error_in_its_own_words(cluster_profile, tmp_path, monkeypatch):
@@ -733,3 +755,46 @@ def test_python_version_mismatch_is_refused_at_submission_naming_both(cluster_pr
     ).stdout.strip()
     assert out.stdout.startswith("REFUSED"), out.stdout + out.stderr
     assert client in out.stdout and "3.11" in out.stdout
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+# -- a workdir someone else could write to ---------------------------------------------------------
+
+
+def test_a_workdir_others_could_write_to_is_refused_on_the_real_host(cluster_profile, tmp_path, monkeypatch):
+    """ssh-local is this machine as the test user: the test (root) prepares each hostile workdir there."""
+    import pwd
+    import shutil
+
+    profile = cluster_profile("ssh-local")
+    user = pwd.getpwnam(profile_table(profile)["user"])
+    tag = uuid.uuid4().hex[:8]
+    home = Path(user.pw_dir)
+    open_dir, link = home / f"cx-open-{tag}", home / f"cx-link-{tag}"
+    foreign = Path(f"/tmp/cx-foreign-{tag}")
+    open_dir.mkdir(mode=0o700)
+    os.chown(open_dir, user.pw_uid, user.pw_gid)
+    open_dir.chmod(0o777)
+    link.symlink_to(home)
+    os.lchown(link, user.pw_uid, user.pw_gid)
+    foreign.mkdir(mode=0o755)
+    os.chown(foreign, pwd.getpwnam("nobody").pw_uid, -1)
+    cases = {
+        str(open_dir / "jobs"): f"{open_dir} is writable by group or others \\(mode 777\\)",
+        str(link): f"{link} is a symbolic link",
+        str(foreign / "jobs"): f"{foreign} belongs to another user",
+    }
+    try:
+        for number, (workdir, words) in enumerate(cases.items()):
+            name = use_variant(tmp_path, monkeypatch, profile, f"hostile{number}", workdir=workdir)
+            with pytest.raises(ConfigError, match=words):
+                cluster(profile=name)(add)(1, 2)
+        assert list(open_dir.iterdir()) == [] and list(foreign.iterdir()) == [], "nothing was staged"
+        assert cluster(profile=profile)(add)(1, 2) == 3, "the profile's own workdir is fine"
+    finally:
+        shutil.rmtree(open_dir, ignore_errors=True)
+        link.unlink()
+        shutil.rmtree(foreign, ignore_errors=True)

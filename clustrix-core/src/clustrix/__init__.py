@@ -29,6 +29,7 @@ from clustrix.errors import (
     ResultError,
     ResultMissingError,
     ResultTamperedError,
+    ResultTooLargeError,
     SerializationError,
     SubmissionError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "ResultError",
     "ResultMissingError",
     "ResultTamperedError",
+    "ResultTooLargeError",
     "SerializationError",
     "SubmissionError",
     "__version__",

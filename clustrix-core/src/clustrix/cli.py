@@ -35,6 +35,13 @@ def cmd_profiles(_args: argparse.Namespace) -> int:
         mark = "*" if name == files.default else " "
         where = table.get("host", "this machine")
         print(f"{mark} {name:20} {table.get('backend', 'local'):12} {where}")
+        by_file: dict[str, list[str]] = {}
+        for key, path in files.origins.get(name, {}).items():
+            by_file.setdefault(str(path), []).append(key)
+        for path, keys in by_file.items():
+            print(f"    {path}: {', '.join(sorted(keys))}")
+        if files.refused.get(name):
+            print(f"    ignored from the project file (trust_project_profiles): {', '.join(files.refused[name])}")
     print("read: " + (", ".join(map(str, files.sources)) or "no config file"))
     return 0
 

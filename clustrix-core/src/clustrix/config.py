@@ -41,6 +41,7 @@ class ClusterConfig:
     poll_failure_timeout: float = 120.0
     cancel_on_interrupt: bool = True
     max_payload_bytes: int = 256 * 1024**2
+    max_result_bytes: int = 4 * 1024**3
     # Backend- and transport-specific keys, already converted; a tuple so the config stays hashable.
     options: tuple[tuple[str, Any], ...] = ()
 
@@ -70,8 +71,22 @@ CLUSTER_KEYS: Mapping[str, Callable[[Any], Any]] = {
     "poll_failure_timeout": convert.positive_number("poll_failure_timeout"),
     "cancel_on_interrupt": convert.boolean("cancel_on_interrupt"),
     "max_payload_bytes": convert.whole_number("max_payload_bytes"),
+    "max_result_bytes": convert.whole_number("max_result_bytes"),
 }
 JOB_KEYS = RESOURCE_KEYS | {"env", "setup", "python", "name", "parallel"}
+# What a project's ./clustrix.toml may change in a profile of the user's own: what jobs ask for and
+# how often to poll. Where jobs go and with which credentials (host, user, workdir, backend,
+# transport and every plugin key: ports, keys, known_hosts, kubeconfig, ...) stay the user's,
+# unless the user's file says ``trust_project_profiles = true``.
+PROJECT_OVERRIDABLE = JOB_KEYS | {
+    "cleanup",
+    "poll_interval",
+    "poll_interval_max",
+    "poll_failure_timeout",
+    "cancel_on_interrupt",
+    "max_payload_bytes",
+    "max_result_bytes",
+}
 
 
 @attrs.frozen
@@ -79,6 +94,10 @@ class ConfigFiles:
     profiles: Mapping[str, Mapping[str, Any]]
     default: str | None
     sources: tuple[Path, ...]
+    # Which file set each key of each profile.
+    origins: Mapping[str, Mapping[str, Path]] = attrs.field(factory=dict)
+    # Keys a project file tried to set in a user's profile and was not allowed to, by profile.
+    refused: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 def config_paths() -> list[Path]:
@@ -94,16 +113,25 @@ def config_paths() -> list[Path]:
 
 def load_files() -> ConfigFiles:
     profiles: dict[str, Mapping[str, Any]] = {}
+    origins: dict[str, dict[str, Path]] = {}
+    refused: dict[str, tuple[str, ...]] = {}
     default = None
+    trust_project = False
     paths = config_paths()
+    project = None if os.environ.get("CLUSTRIX_CONFIG") else Path.cwd() / "clustrix.toml"
     for path in paths:
+        is_project = path == project
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-        unknown = set(data) - {"default", "profiles"}
+        known = {"default", "profiles"} | (set() if is_project else {"trust_project_profiles"})
+        unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; known: default, profiles")
+            raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+        trust_project = trust_project or convert.boolean("trust_project_profiles")(
+            data.get("trust_project_profiles", False)
+        )
         if not isinstance(data.get("default", ""), str):
             raise ConfigError(f"{path}: default must be a profile's name, not {data['default']!r}")
         if not isinstance(data.get("profiles", {}), dict):
@@ -112,5 +140,12 @@ def load_files() -> ConfigFiles:
         for name, table in data.get("profiles", {}).items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{path}: profiles.{name} must be a table")
-            profiles[name] = table
-    return ConfigFiles(profiles=profiles, default=default, sources=tuple(paths))
+            if is_project and name in profiles and not trust_project:
+                refused[name] = tuple(sorted(k for k in table if k not in PROJECT_OVERRIDABLE))
+                table = {k: v for k, v in table.items() if k in PROJECT_OVERRIDABLE}
+                profiles[name] = {**profiles[name], **table}
+                origins[name].update(dict.fromkeys(table, path))
+            else:
+                profiles[name] = table
+                origins[name] = dict.fromkeys(table, path)
+    return ConfigFiles(profiles=profiles, default=default, sources=tuple(paths), origins=origins, refused=refused)

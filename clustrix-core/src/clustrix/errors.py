@@ -57,6 +57,10 @@ class ResultCorruptError(ResultError):
     """The result file is not a readable envelope, or was written by an incompatible version."""
 
 
+class ResultTooLargeError(ResultError):
+    """The result file is larger than ``max_result_bytes``; it was not read and is left in place."""
+
+
 class ResultTamperedError(ResultError):
     """The result file failed authentication and was not unpickled."""
 

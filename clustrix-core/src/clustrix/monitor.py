@@ -3,6 +3,10 @@
 The interval starts short and grows by half each quiet poll up to the profile's maximum;
 a state change or a new submission brings it back down. No thread per job.
 
+A job that ended is collected (files read, result authenticated and unpickled, directory
+cleaned) by a small pool of collector threads, so one huge result or a slow file system
+does not hold up the polls of every other job.
+
 The thread must outlive anything that goes wrong, or every waiting ``result()`` hangs:
 a poll that raises is a failed poll (retried until ``poll_failure_timeout``), and a job
 whose end cannot be handled gets that error as its future's exception, while the
@@ -11,6 +15,7 @@ others are still watched.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from clustrix.state import JobStatus
 
 BACKOFF = 1.5
+# Jobs collected at once; each mostly waits on the transport.
+COLLECTORS = 4
 
 
 class Monitor:
@@ -36,6 +43,9 @@ class Monitor:
         self._wake = threading.Condition()
         self._woken = False
         self._thread: threading.Thread | None = None
+        self._collectors = concurrent.futures.ThreadPoolExecutor(
+            COLLECTORS, thread_name_prefix=f"clustrix-collect[{self.config.label}]"
+        )
         self._log = get_logger(cluster=session.config.label)
 
     def watch(self, jobs: list[Job]) -> None:
@@ -81,30 +91,38 @@ class Monitor:
                     interval = self.config.poll_interval
 
     def _handle(self, job: Job, status: JobStatus) -> bool:
-        """Record one job's status and finish it if it ended; True when its state changed."""
+        """Record one job's status and hand it to a collector if it ended; True when its state changed."""
         try:
             changed = self.session.record(job, status)
             if status.state.finished:
                 with self._wake:
                     self._jobs.pop(job.key, None)
-                self.session.finish(job)
+                self._collectors.submit(self._collect, job)
             return changed
         except Exception as exc:  # noqa: BLE001 - see the module docstring
-            self._log.error("job handling failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
-            with self._wake:
-                self._jobs.pop(job.key, None)
-            error = (
-                exc
-                if isinstance(exc, ClustrixError)
-                else JobLostError(
-                    f"job {job.job_id} ended, but collecting it failed: {type(exc).__name__}: {exc}; "
-                    f"its files are left in {job.directory}"
-                )
-            )
-            if error is not exc:
-                error.__cause__ = exc
-            self.session.abandon(job, error)
+            self._lost(job, exc)
             return True
+
+    def _collect(self, job: Job) -> None:
+        try:
+            self.session.finish(job)
+        except Exception as exc:  # noqa: BLE001 - see the module docstring
+            self._lost(job, exc)
+
+    def _lost(self, job: Job, exc: Exception) -> None:
+        """Fail ``job``'s future with what went wrong handling it; the others are not concerned."""
+        self._log.error("job handling failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
+        with self._wake:
+            self._jobs.pop(job.key, None)
+        if isinstance(exc, ClustrixError):
+            error: ClustrixError = exc
+        else:
+            error = JobLostError(
+                f"job {job.job_id} ended, but collecting it failed: {type(exc).__name__}: {exc}; "
+                f"its files are left in {job.directory}"
+            )
+            error.__cause__ = exc
+        self.session.abandon(job, error)
 
     def _give_up(self, jobs: list[Job], exc: Exception) -> None:
         error = BackendUnavailableError(

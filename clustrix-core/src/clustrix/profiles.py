@@ -15,6 +15,7 @@ from typing import Any
 from clustrix import convert, plugins
 from clustrix.config import CLUSTER_KEYS, JOB_KEYS, ClusterConfig, load_files
 from clustrix.errors import ConfigError
+from clustrix.log import get_logger
 
 
 def _env(value: Any) -> dict[str, str]:
@@ -51,6 +52,13 @@ def resolve(profile: str | None, overrides: Mapping[str, Any]) -> tuple[ClusterC
         where = ", ".join(map(str, files.sources)) or "no config file found"
         known = ", ".join(sorted(files.profiles)) or "none"
         raise ConfigError(f"unknown profile {name!r} (known: {known}; read: {where})")
+    if files.refused.get(name):
+        get_logger().warning(
+            "project file may not change where this profile's jobs go",
+            profile=name,
+            ignored=", ".join(files.refused[name]),
+            allow="trust_project_profiles = true in your user config",
+        )
     settings = dict(files.profiles.get(name, {}) if name else {})
     settings.update({k: v for k, v in overrides.items() if v is not None})
     context = f"profile {name!r}" if name else "the decorator"

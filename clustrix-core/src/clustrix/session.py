@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from clustrix import plugins, runner
 from clustrix.backend import StagedJob
 from clustrix.config import ClusterConfig
-from clustrix.errors import ClustrixError, ConfigError, DependencyFailedError, SerializationError
+from clustrix.errors import (
+    BackendUnavailableError,
+    ClustrixError,
+    ConfigError,
+    DependencyFailedError,
+    SerializationError,
+)
 from clustrix.job import ClusterFuture, Job
 from clustrix.log import get_logger
 from clustrix.monitor import Monitor
@@ -34,6 +40,25 @@ OUTPUT_CAPTURE_BYTES = 1024**2
 
 _RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
 
+# The call file is authenticated with a key kept beside it, so only the directories' modes keep
+# another user from swapping in a call of their own: the workdir must not be a symlink, and it and
+# every existing parent must belong to this user or root and be writable by no one else (a sticky
+# directory such as /tmp excepted). Prints the first offending directory and why.
+_PRIVATE_WORKDIR = """
+p=$1; me=$(id -u)
+if [ -L "$p" ]; then echo "symlink $p"; exit 3; fi
+while :; do
+  if [ -e "$p" ]; then
+    set -- $(stat -L -c '%u %a' "$p") || exit 4
+    if [ "$1" != "$me" ] && [ "$1" != 0 ]; then echo "owner $p $1"; exit 3; fi
+    m=$((0$2))
+    if [ $((m & 18)) -ne 0 ] && [ $((m & 512)) -eq 0 ]; then echo "writable $p $2"; exit 3; fi
+  fi
+  [ "$p" = / ] && exit 0
+  p=$(dirname "$p")
+done
+"""
+
 
 class ClusterSession:
     def __init__(self, config: ClusterConfig) -> None:
@@ -44,12 +69,37 @@ class ClusterSession:
         # Keyed by job key: calls chunked into one scheduler task share its job id.
         self._futures: dict[str, ClusterFuture] = {}
         self._lock = threading.Lock()
+        self._workdir_checked = False
         self._log = get_logger(cluster=config.label)
         self._hook = plugins.plugin_manager().hook
 
     # -- submission -------------------------------------------------------------------
 
+    def check_workdir(self) -> None:
+        """Refuse a workdir another user could write to (see ``_PRIVATE_WORKDIR``); asked once per session."""
+        with self._lock:
+            if self._workdir_checked:
+                return
+        workdir = self.backend.workdir
+        result = self.transport.run(["sh", "-c", _PRIVATE_WORKDIR, "sh", workdir])
+        if result.returncode == 3:
+            what, _, detail = result.stdout.strip().partition(" ")
+            path, _, value = detail.rpartition(" ") if what != "symlink" else (detail, "", "")
+            why = {
+                "symlink": "is a symbolic link",
+                "owner": f"belongs to another user (uid {value})",
+                "writable": f"is writable by group or others (mode {value})",
+            }[what]
+            raise ConfigError(
+                f"workdir {workdir!r}: {path} {why}; another user could replace a job's call file and run "
+                "code as you. Use a directory only you (or root) can write to"
+            )
+        result.check(BackendUnavailableError, f"checking workdir {workdir}")
+        with self._lock:
+            self._workdir_checked = True
+
     def submit(self, specs: Sequence[JobSpec], chunksize: int = 1) -> list[ClusterFuture]:
+        self.check_workdir()
         serializer = plugins.serializer()
         workdir = self.backend.workdir
         staged, keys, files, upstreams = [], [], {}, []
@@ -199,7 +249,7 @@ class ClusterSession:
         """The job ended: read its files, fire the event, clean up, then resolve its future."""
         try:
             job.meta = self._read_meta(job)
-            result = self._read(job, runner.RESULT_FILE)
+            result = self._read(job, runner.RESULT_FILE, max_size=self.config.max_result_bytes)
             job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
             job.stderr_text = self._read_text(job, runner.STDERR_FILE)
             if job.state is JobState.UNKNOWN and result is not None:
@@ -250,9 +300,9 @@ class ClusterSession:
     def _read_text(self, job: Job, name: str) -> str:
         return (self._read(job, name, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(errors="replace")
 
-    def _read(self, job: Job, name: str, tail: int | None = None) -> bytes | None:
+    def _read(self, job: Job, name: str, tail: int | None = None, max_size: int | None = None) -> bytes | None:
         try:
-            return self.transport.read_file(f"{job.directory}/{name}", tail=tail)
+            return self.transport.read_file(f"{job.directory}/{name}", tail=tail, max_size=max_size)
         except FileNotFoundError:
             return None
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 from clustrix.config import ClusterConfig
-from clustrix.errors import BackendUnavailableError, ClustrixError
+from clustrix.errors import BackendUnavailableError, ClustrixError, ResultTooLargeError
 
 COMMAND_TIMEOUT = 120.0
 
@@ -46,6 +46,14 @@ class CommandResult:
         if not self.ok:
             raise error(f"{what}: `{shlex.join(self.argv)}` exited {self.returncode}: {self.words}")
         return self
+
+
+def too_large(path: str, size: int, max_size: int | None) -> None:
+    """Refuse to read a file over ``max_size`` bytes (for ``Transport.read_file``)."""
+    if max_size is not None and size > max_size:
+        raise ResultTooLargeError(
+            f"{path} is {size} bytes, over max_result_bytes={max_size}: not read, and left in place"
+        )
 
 
 class Transport(abc.ABC):
@@ -83,8 +91,11 @@ class Transport(abc.ABC):
         """Write each file atomically with ``mode``; their directories exist."""
 
     @abc.abstractmethod
-    def read_file(self, path: str, tail: int | None = None) -> bytes:
-        """The file's bytes, or only its last ``tail`` bytes; FileNotFoundError when absent."""
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
+        """The file's bytes, or only its last ``tail`` bytes; FileNotFoundError when absent.
+
+        With ``max_size``, a larger file is not read: ResultTooLargeError.
+        """
 
     @abc.abstractmethod
     def remove_tree(self, path: str) -> None:
@@ -142,10 +153,12 @@ class LocalTransport(Transport):
                 f.write(data)
             os.replace(tmp, path)
 
-    def read_file(self, path: str, tail: int | None = None) -> bytes:
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            too_large(path, size, max_size)
             if tail is not None:
-                f.seek(max(0, os.fstat(f.fileno()).st_size - tail))
+                f.seek(max(0, size - tail))
             return f.read()
 
     def remove_tree(self, path: str) -> None:

@@ -30,7 +30,7 @@ from clustrix.config import ClusterConfig
 from clustrix.credentials import lookup
 from clustrix.errors import BackendUnavailableError, ConfigError
 from clustrix.log import get_logger
-from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport
+from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport, too_large
 
 CONNECT_TIMEOUT = 15
 # Seconds between keepalive packets, so idle connections survive NAT and firewall timeouts.
@@ -73,13 +73,14 @@ def _password(value: Any) -> Secret:
 
 
 PASSWORD_VARIABLE = "CLUSTRIX_SSH_PASSWORD"  # noqa: S105 - a variable name, not a password
+JUMP_PASSWORD_VARIABLE = "CLUSTRIX_SSH_JUMP_PASSWORD"  # noqa: S105 - a variable name, not a password
 
 
-def _password_lookup(configured: Secret | None) -> str | None:
-    """The password, when the profile or the environment gives one (literal, op://, or $CLUSTRIX_SSH_PASSWORD[_OP])."""
-    if configured is None and not (os.environ.get(PASSWORD_VARIABLE) or os.environ.get(f"{PASSWORD_VARIABLE}_OP")):
+def _password_lookup(configured: Secret | None, variable: str = PASSWORD_VARIABLE) -> str | None:
+    """The password, when the profile or the environment gives one (literal, op://, or $VARIABLE[_OP])."""
+    if configured is None and not (os.environ.get(variable) or os.environ.get(f"{variable}_OP")):
         return None
-    return lookup("ssh password", configured=None if configured is None else str(configured), env=[PASSWORD_VARIABLE])
+    return lookup("ssh password", configured=None if configured is None else str(configured), env=[variable])
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -132,6 +133,9 @@ class Endpoint:
     host_key_policy: str
     jump_host: str | None
     password: Secret | None = attrs.field(repr=False)
+    # The jump host's own credentials: the target's are never offered to it.
+    jump_identity_file: str | None = None
+    jump_password: Secret | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> Endpoint:
@@ -146,6 +150,8 @@ class Endpoint:
             host_key_policy=config.option("host_key_policy", "verify"),
             jump_host=config.option("jump_host"),
             password=config.option("password"),
+            jump_identity_file=config.option("jump_identity_file"),
+            jump_password=config.option("jump_password"),
         )
 
     @property
@@ -238,8 +244,15 @@ class _Link:
         if e.jump_host:
             match = _JUMP.match(e.jump_host)
             assert match is not None
-            gateway = self._new_connection(match["host"], int(match["port"] or 22), match["user"] or e.user, None)
-        conn = self._new_connection(e.host, e.port, e.user, gateway)
+            gateway = self._new_connection(
+                match["host"],
+                int(match["port"] or 22),
+                match["user"] or e.user,
+                None,
+                e.jump_identity_file,
+                _password_lookup(e.jump_password, JUMP_PASSWORD_VARIABLE),
+            )
+        conn = self._new_connection(e.host, e.port, e.user, gateway, e.identity_file, _password_lookup(e.password))
         try:
             conn.open()
         except UnknownHostKeyError as exc:
@@ -265,14 +278,19 @@ class _Link:
         return conn
 
     def _new_connection(
-        self, host: str, port: int, user: str | None, gateway: fabric.Connection | None
+        self,
+        host: str,
+        port: int,
+        user: str | None,
+        gateway: fabric.Connection | None,
+        identity_file: str | None,
+        password: str | None,
     ) -> fabric.Connection:
         e = self.endpoint
         kwargs: dict[str, Any] = {}
-        if e.identity_file:
+        if identity_file:
             # Like IdentitiesOnly: the named key (and the agent), not every key in ~/.ssh.
-            kwargs.update(key_filename=[os.path.expanduser(e.identity_file)], look_for_keys=False)
-        password = _password_lookup(e.password)
+            kwargs.update(key_filename=[os.path.expanduser(identity_file)], look_for_keys=False)
         if password:
             kwargs["password"] = password
         conn = fabric.Connection(
@@ -349,6 +367,8 @@ class SSHTransport(Transport):
         "host_key_policy": convert.choice("host_key_policy", HOST_KEY_POLICIES),
         "jump_host": _jump_host,
         "password": _password,
+        "jump_identity_file": convert.string("jump_identity_file", "a file path"),
+        "jump_password": _password,
     }
 
     def __init__(self, config: ClusterConfig) -> None:
@@ -419,11 +439,13 @@ class SSHTransport(Transport):
 
         self._link.sftp(write, f"writing {len(files)} file(s)")
 
-    def read_file(self, path: str, tail: int | None = None) -> bytes:
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
         def read(sftp: paramiko.SFTPClient) -> bytes:
             with sftp.open(path, "rb") as f:
+                size = f.stat().st_size or 0
+                too_large(path, size, max_size)
                 if tail is not None:
-                    f.seek(max(0, f.stat().st_size - tail))
+                    f.seek(max(0, size - tail))
                 return f.read()
 
         return self._link.sftp(read, f"reading {path}")
