@@ -10,6 +10,7 @@ add(10, 32)   # 42, computed in a real job
 """
 
 from clustrix.api import ClusterFunction, cluster
+from clustrix.attach import attach
 from clustrix.errors import (
     BackendUnavailableError,
     ClustrixError,
@@ -69,6 +70,7 @@ __all__ = [
     "SerializationError",
     "SubmissionError",
     "__version__",
+    "attach",
     "cancel",
     "cluster",
     "hookimpl",

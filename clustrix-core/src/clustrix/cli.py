@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from clustrix import plugins, runner
+from clustrix.attach import attach
 from clustrix.config import load_files
 from clustrix.errors import ClustrixError
 from clustrix.journal import journal_path, read_jobs
@@ -14,8 +15,9 @@ from clustrix.profiles import resolve
 from clustrix.session import get_session
 
 
-def _session_for(profile: str | None):
-    config, _ = resolve(profile, {})
+def _session_for(profile: str | None, cluster: dict | None = None):
+    """The session of a profile, or of a journaled job (its cluster as it was configured then)."""
+    config, _ = resolve(profile, cluster or {})
     return get_session(config)
 
 
@@ -77,7 +79,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     for record in _find(args.job_ids):
-        _session_for(record["profile"]).backend.cancel([record["job_id"]])
+        _session_for(record["profile"], record.get("cluster")).backend.cancel([record["job_id"]])
         print(f"cancelled {record['job_id']}")
     return 0
 
@@ -86,10 +88,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
     name = runner.STDERR_FILE if args.stderr else runner.STDOUT_FILE
     for record in _find([args.job_id]):
         try:
-            data = _session_for(record["profile"]).transport.read_file(f"{record['directory']}/{name}")
+            session = _session_for(record["profile"], record.get("cluster"))
+            data = session.transport.read_file(f"{record['directory']}/{name}")
         except FileNotFoundError:
             raise ClustrixError(f"no {name} for job {record['job_id']} (its directory was cleaned)") from None
         sys.stdout.write(data.decode(errors="replace"))
+    return 0
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    """Wait for a job (of this process or any earlier one) and print its value, or its error."""
+    future = attach(args.job_id)
+    try:
+        value = future.result(timeout=args.timeout)
+    except Exception as exc:  # noqa: BLE001 - the job's error is what this command reports
+        print(f"{type(exc).__name__}: {exc}")
+        return 1
+    print(repr(value))
     return 0
 
 
@@ -120,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.add_argument("job_id")
     logs.add_argument("--stderr", action="store_true")
     logs.set_defaults(run=cmd_logs)
+    result = sub.add_parser("result", help="wait for a job, from any client process, and print its value")
+    result.add_argument("job_id")
+    result.add_argument("--timeout", type=float, default=None, help="seconds to wait (default: for ever)")
+    result.set_defaults(run=cmd_result)
     check = sub.add_parser("check", help="probe profiles' schedulers")
     check.add_argument("profiles", nargs="*")
     check.set_defaults(run=cmd_check)

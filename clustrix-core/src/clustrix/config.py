@@ -19,6 +19,7 @@ import platformdirs
 
 from clustrix import convert
 from clustrix.errors import ConfigError
+from clustrix.log import SECRET_KEY
 from clustrix.resources import RESOURCE_KEYS
 
 CLEANUP_POLICIES = ("always", "on_success", "never")
@@ -48,6 +49,12 @@ class ClusterConfig:
     def should_clean(self, succeeded: bool) -> bool:
         """Whether the ``cleanup`` policy removes the files of something that ended so."""
         return self.cleanup == "always" or (self.cleanup == "on_success" and succeeded)
+
+    def settings(self) -> dict[str, Any]:
+        """The keys that recreate this config over its profile, secrets left out (they stay in the profile)."""
+        values = attrs.asdict(self, filter=lambda a, _v: a.name not in ("profile", "options"))
+        values.update((k, v) for k, v in self.options if not SECRET_KEY.search(k))
+        return values
 
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)

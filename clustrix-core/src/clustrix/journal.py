@@ -37,6 +37,8 @@ def _append(record: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            # It holds result keys: only the user may read it, whatever mode it was created with.
+            os.fchmod(fd, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line.encode())
         finally:
@@ -60,6 +62,10 @@ def clustrix_job_submitted(job: Job) -> None:
             "backend": config.backend,
             "directory": job.directory,
             "time": _now(),
+            # What `clustrix.attach` needs to collect the job from another process: the cluster
+            # as configured (secrets stay in the profile) and the key that authenticates its result.
+            "cluster": job.session.config.settings(),
+            "result_key": job.hmac_key.hex(),
         }
     )
 

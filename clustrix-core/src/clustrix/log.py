@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"pass(word|phrase)?|secret|token|credential|private_key|api_key|hmac_key", re.IGNORECASE)
+SECRET_KEY = re.compile(r"pass(word|phrase)?|secret|token|credential|private_key|api_key|hmac_key", re.IGNORECASE)
 
 
 _secrets: set[str] = set()
@@ -35,7 +35,7 @@ def _scrub(text: str) -> str:
 def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any key that names a secret, at any depth of dicts, and every known secret."""
     for key, value in list(event.items()):
-        if _SECRET_KEY.search(str(key)):
+        if SECRET_KEY.search(str(key)):
             event[key] = REDACTED
         elif isinstance(value, dict):
             event[key] = redact_secrets(_logger, _method, dict(value))

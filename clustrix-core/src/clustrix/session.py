@@ -30,6 +30,7 @@ from clustrix.errors import (
 from clustrix.job import ClusterFuture, Job
 from clustrix.log import get_logger
 from clustrix.monitor import Monitor
+from clustrix.resources import Resources
 from clustrix.results import Outcome, outcome
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
@@ -234,6 +235,17 @@ class ClusterSession:
             )
         return data
 
+    def attach(self, job_id: str, key: str, directory: str, name: str, hmac_key: bytes) -> ClusterFuture:
+        """A future for a job another client process submitted (its spec is unknown here)."""
+        spec = JobSpec(fn=_unknown_function, args=(), kwargs={}, resources=Resources(), name=name)
+        job = Job(key=key, job_id=job_id, directory=directory, spec=spec, session=self, hmac_key=hmac_key)
+        future = ClusterFuture(job)
+        with self._lock:
+            self._futures[key] = future
+        self._log.info("job attached", job_id=job_id, key=key, name=name)
+        self.monitor.watch([job])
+        return future
+
     # -- what the monitor reports ---------------------------------------------------
 
     def record(self, job: Job, status: JobStatus) -> bool:
@@ -337,6 +349,11 @@ class ClusterSession:
             getattr(self._hook, hook_name)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - see docstring
             self._log.error("event hook failed", hook=hook_name, error=f"{type(exc).__name__}: {exc}")
+
+
+def _unknown_function(*_args: object, **_kwargs: object) -> None:
+    """Stands for the function of an attached job, which only the submitting process had."""
+    raise RuntimeError("the function of a job attached from the journal is not known here")
 
 
 _sessions: dict[ClusterConfig, ClusterSession] = {}
