@@ -33,13 +33,7 @@ class ClusterFunction(Generic[P, R]):
         Resources.from_settings({k: v for k, v in self.settings.items() if v is not None})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        future = self.submit(*args, **kwargs)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            if future.job.session.config.cancel_on_interrupt:
-                future.cancel()
-            raise
+        return self.submit(*args, **kwargs).result()
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> ClusterFuture:
         """Submit one call; the future's ``result()`` waits for it."""

@@ -70,6 +70,8 @@ class ClusterFuture(concurrent.futures.Future):
     def __init__(self, job: Job) -> None:
         super().__init__()
         self.job = job
+        # The futures submitted together with this one (one ``map``): Ctrl-C cancels them all.
+        self.batch: list[ClusterFuture] = [self]
 
     @property
     def job_id(self) -> str:
@@ -78,6 +80,16 @@ class ClusterFuture(concurrent.futures.Future):
     @property
     def state(self) -> JobState:
         return self.job.state
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The call's value, or its exception; Ctrl-C while waiting cancels this future's whole batch
+        on the cluster (with the profile's ``cancel_on_interrupt``, the default), then raises."""
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            if self.job.session.config.cancel_on_interrupt:
+                cancel(self.batch)
+            raise
 
     def cancel(self) -> bool:
         """Cancel the job on the cluster; False when it has already ended."""

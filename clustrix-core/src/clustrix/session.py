@@ -143,6 +143,8 @@ class ClusterSession:
             for s, job_id, hmac_key, (waits_for, reads_from) in zip(staged, job_ids, keys, upstreams, strict=True)
         ]
         futures = [ClusterFuture(job) for job in jobs]
+        for future in futures:
+            future.batch = futures
         with self._lock:
             self._futures.update((job.key, fut) for job, fut in zip(jobs, futures, strict=True))
         for job in jobs:
