@@ -13,7 +13,8 @@ require_root() {
     [ -r /etc/debian_version ] || die "the test clusters are built from Debian packages; this is not Debian"
 }
 
-_apt_updated=""
+# Set once by the top-level command, before kinds fork: apt-get update runs once per command.
+export _CLUSTRIX_APT_MARK=${_CLUSTRIX_APT_MARK:-$STATE/.apt-updated-$$}
 # ensure_packages PKG...: install the Debian packages that are missing, non-interactively.
 # Kinds come up in parallel: one apt at a time, through a lock file.
 ensure_packages() {
@@ -30,10 +31,10 @@ _ensure_packages() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ -z "$_apt_updated" ]; then
+    if [ ! -e "$_CLUSTRIX_APT_MARK" ]; then
         log "apt-get update"
         apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null || die "apt-get update failed"
-        _apt_updated=1
+        : > "$_CLUSTRIX_APT_MARK"
     fi
     log "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
@@ -157,5 +158,6 @@ dispatch() {
             wait "${pids[$i]}" || failed="$failed${names[$i]}"
         done
     fi
+    rm -f "$_CLUSTRIX_APT_MARK"
     [ -z "$failed" ] || { log "$action failed for:$failed"; return 1; }
 }
