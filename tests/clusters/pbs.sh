@@ -203,6 +203,7 @@ pbs_up() {
 [profiles.pbs]
 backend = "pbs"
 workdir = "$STATE/jobs/pbs"
+pbs_path = "$PBS_BIN"
 EOF
     log "pbs: up in $((SECONDS - t0))s (PATH=$PBS_BIN:\$PATH SLURM_CONF=$PBS_SLURM_CONF)"
 }

@@ -1,0 +1,424 @@
+"""The ``pbs`` backend: PBS Pro / OpenPBS and Torque words for the core's batch-scheduler base.
+
+One backend, two dialects, told apart once by ``qstat --version`` (or the profile's
+``pbs_dialect``): PBS Pro asks ``-l select=N:ncpus=C:mem=M``, arrays ``-J``, and is polled
+with ``qstat -x -f -F json`` (finished jobs and their ``Exit_status`` included); Torque
+asks ``-l nodes=N:ppn=C``, ``-l mem``, arrays ``-t``, and is polled with text
+``qstat -f``. A poll is one ``qstat`` for every job.
+
+Where the scheduler keeps no exit status (Torque's finished ``C`` records, and Slurm's
+Torque-compatible wrapper, whose ``qstat -f`` has none), the job's own record decides: the
+runner's ``meta.json`` and the exit status the job script's EXIT trap writes, read with
+one command for all such jobs, with the scheduler's start, end and walltime to tell a
+time limit apart. The wrapper also names array tasks nowhere (a started task is a job of
+its own, ``qsub -t`` prints only the array's number): each task writes its ``PBS_JOBID``
+into its job directory, read (one command) until every task of the poll is known.
+
+qsub runs in the script's directory (the job's PBS_O_WORKDIR) and is given the script by
+its plain name. Slurm's Torque-compatible wrapper (told apart by ``qstat --version``) pastes
+``-o``/``-e`` and the script into a shell command line for sbatch, which then expands ``%``
+in the whole path: there the output paths go shell-quoted with ``%`` doubled; elsewhere
+relative to that directory, so no ``host:`` is read into a colon.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from clustrix import convert
+from clustrix.backend import StagedJob
+from clustrix.batch import BatchBackend
+from clustrix.errors import BackendUnavailableError, ConfigError
+from clustrix.records import Allocation, JobMetrics
+from clustrix.spec import JobSpec
+from clustrix.state import JobState, JobStatus
+from clustrix.transport import CommandResult
+from clustrix_pbs import parse
+
+# In the job's directory (shell-quoted argument, never parsed), run qsub with what follows.
+_IN_DIRECTORY = 'cd "$1" && shift && exec "$@"'
+# One line per job directory: the PBS_JOBID the job wrote, its script's exit status, and the
+# runner's outcome in meta.json. Shell builtins only: no process per directory.
+_READ_RECORDS = r"""
+for d; do
+  j=-; x=-; o=-
+  [ -r "$d/pbs_jobid" ] && read -r j < "$d/pbs_jobid"
+  [ -r "$d/pbs_exit" ] && read -r x < "$d/pbs_exit"
+  if [ -r "$d/meta.json" ]; then
+    o=raised
+    while IFS= read -r l; do case $l in *'"outcome": "returned"'*) o=returned;; esac; done < "$d/meta.json"
+  fi
+  printf '%s %s %s\n' "${j:--}" "${x:--}" "$o"
+done
+"""
+# Arrays per qsub: PBS Pro's default max_array_size; Slurm's MaxArraySize (1001) under its wrapper.
+MAX_ARRAY = {parse.PRO: 10000, parse.TORQUE: 1000}
+
+
+def _env_table(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"pbs_env={value!r}: expected a table of NAME = 'value' strings")
+    for name, item in value.items():
+        convert.env_name(name, "pbs_env")
+        if not isinstance(item, str) or "\0" in item:
+            raise ConfigError(f"pbs_env: {name}={item!r}: values must be strings")
+    return tuple(sorted(value.items()))
+
+
+def _walltime(seconds: int) -> str:
+    """PBS's ``HH:MM:SS``, hours past 24 included."""
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{-(-size // 1024**2)}mb"
+
+
+class PbsBackend(BatchBackend):
+    """PBS through qsub/qstat/qdel; job ids are PBS's (``123.server``, ``123[4].server``; ``123``, ``123[4]``)."""
+
+    options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
+        "pbs_dialect": convert.choice("pbs_dialect", (parse.PRO, parse.TORQUE)),
+        "pbs_path": convert.word("pbs_path", r"/[^\0\n\r]*", "the absolute path of the directory holding qsub"),
+        "pbs_env": _env_table,
+    }
+    scheduler = "PBS"
+    directive_prefix = "#PBS"
+    job_id_expression = "$PBS_JOBID"
+    # PBS Pro and Torque name a task 123[4].srv in PBS_JOBID; Slurm's wrapper gives it a number of
+    # its own, so there the id is the array's (PBS_ARRAY_ID) and the index, as task_id writes it.
+    task_id_expression = (
+        '$(case $PBS_JOBID in *"["*) printf %s "$PBS_JOBID";; '
+        '*) printf %s "${PBS_ARRAY_ID}[${PBS_ARRAY_INDEX}]";; esac)'
+    )
+    # PBS Pro and the wrapper say PBS_ARRAY_INDEX, Torque PBS_ARRAYID (read inside $((...))).
+    task_index_variable = "${PBS_ARRAY_INDEX:-$PBS_ARRAYID}"
+    first_array_index = 0
+    # Old Torque servers refuse longer names.
+    name_limit = 15
+    unknown_job_words = ("Unknown Job Id", "Unknown job id")
+    finished_job_words = ("Job has finished", "invalid state for job", "Request invalid for state of job")
+    unreachable_words = (
+        "Unable to contact slurm controller",
+        "cannot connect to server",
+        "Cannot connect to specified server host",
+        "could not connect to trqauthd",
+        "Connection refused",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dialect: str | None = self.config.option("pbs_dialect")
+        # SchedMD's Torque-compatible wrapper over Slurm (told by qstat --version), not a real Torque.
+        self._slurm_wrapper = False
+        # Job directories of each unfinished id (a chunk's calls share one), in order.
+        self._dirs: dict[str, list[str]] = {}
+        # A bare array task id (123[4]) -> the id PBS gave the started task, from its PBS_JOBID.
+        self._real: dict[str, str] = {}
+        self._cancelled: set[str] = set()
+
+    # -- dialect and commands ----------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """``pro`` or ``torque``: the profile's ``pbs_dialect``, else what ``qstat --version`` says (asked once)."""
+        if self._dialect is None:
+            result = self.run([self.command("qstat"), "--version"])
+            found = parse.detect_dialect(result.stdout + result.stderr)
+            if found is None:
+                raise BackendUnavailableError(
+                    f"{self.config.label}: cannot tell PBS Pro from Torque by `qstat --version` "
+                    f"({result.words[-200:]}); set pbs_dialect = 'pro' or 'torque' in the profile"
+                )
+            self._dialect = found
+            self._slurm_wrapper = "Unknown option: version" in result.stdout + result.stderr
+            self.log.info("PBS dialect detected", dialect=found, slurm_wrapper=self._slurm_wrapper)
+        return self._dialect
+
+    @property
+    def cores_variable(self) -> str:  # type: ignore[override]
+        """The job's cores: PBS Pro sets NCPUS, Torque PBS_NUM_PPN (absent: the cores asked for)."""
+        return "NCPUS" if self.dialect == parse.PRO else "PBS_NUM_PPN"
+
+    def command(self, name: str) -> str:
+        directory = self.config.option("pbs_path")
+        return f"{directory.rstrip('/')}/{name}" if directory else name
+
+    def command_env(self) -> Mapping[str, str] | None:
+        return dict(self.config.option("pbs_env", ())) or None
+
+    def check_command(self) -> list[str]:
+        return [self.command("qstat"), "-Q"]
+
+    def check(self) -> str:
+        dialect = self.dialect
+        result = self.run(self.check_command()).check(BackendUnavailableError, "asking PBS for its queues")
+        # qstat -Q: a header, a line of dashes, then one queue per line.
+        lines = result.stdout.splitlines()
+        start = next((i + 1 for i, line in enumerate(lines) if line.startswith("---")), len(lines))
+        queues = [line.split()[0] for line in lines[start:] if line.strip()]
+        return f"PBS ({dialect} dialect) answers; queues: {', '.join(queues) or '(none listed)'}"
+
+    # -- the pieces of the batch base ------------------------------------------------------
+
+    def job_name(self, spec: JobSpec) -> str:
+        # PBS wants a name that starts with a letter.
+        name = super().job_name(spec)
+        return (name if name[0].isalpha() else f"j{name}")[: self.name_limit]
+
+    def resource_options(self, spec: JobSpec, name: str) -> list[str]:
+        resources = spec.resources
+        cores = resources.cores * (resources.tasks_per_node or 1)
+        gpus = -(-resources.gpus // resources.nodes)
+        options = [f"-N {name}"]
+        if self.dialect == parse.PRO:
+            # Memory is per chunk in select, one chunk per node.
+            chunk = f"{resources.nodes}:ncpus={cores}"
+            if resources.memory:
+                chunk += f":mem={_megabytes(-(-resources.memory // resources.nodes))}"
+            chunk += (f":ngpus={gpus}" if gpus else "") + (
+                f":mpiprocs={resources.tasks_per_node}" if resources.tasks_per_node else ""
+            )
+            options.append(f"-l select={chunk}")
+            if resources.nodes > 1:
+                options.append("-l place=scatter")
+        else:
+            options.append(f"-l nodes={resources.nodes}:ppn={cores}" + (f":gpus={gpus}" if gpus else ""))
+            if resources.memory:
+                # Torque's mem is the whole job's.
+                options.append(f"-l mem={_megabytes(resources.memory)}")
+        if resources.time:
+            options.append(f"-l walltime={_walltime(resources.time)}")
+        if resources.queue:
+            options.append(f"-q {resources.queue}")
+        if resources.account:
+            options.append(f"-A {resources.account}")
+        return options
+
+    def array_options(self, first: int, last: int) -> list[str]:
+        return [f"{'-J' if self.dialect == parse.PRO else '-t'} {first}-{last}"]
+
+    def dependency_options(self, after: Sequence[str]) -> list[str]:
+        # A bare task 123[4] exists only under Slurm's wrapper, whose depend= goes to Slurm as is.
+        ids = [f"{task[0]}_{task[1]}" if (task := parse.bare_task(job_id)) else job_id for job_id in after]
+        return [f"-W depend=afterok:{':'.join(ids)}"]
+
+    def setup_lines(self, spec: JobSpec) -> list[str]:
+        # The job's own record, for schedulers that keep no exit status and for array tasks
+        # whose id the scheduler never prints: its PBS_JOBID, and its script's exit status.
+        # In an array task "$1" is its first job directory; a single job runs in its own.
+        own = [
+            "_clustrix_dir=${1:-${PBS_O_WORKDIR:-.}}",
+            'printf "%s\\n" "${PBS_JOBID:-}" > "$_clustrix_dir/pbs_jobid"',
+            'trap \'printf "%s\\n" "$?" > "$_clustrix_dir/pbs_exit"\' EXIT',
+        ]
+        return own + super().setup_lines(spec)
+
+    def submit_command(self, script: str, stdout: str, stderr: str) -> list[str]:
+        directory = script.rsplit("/", 1)[0]
+        if self.dialect == parse.TORQUE and self._slurm_wrapper:
+            # The wrapper pastes -o/-e into a shell command line for sbatch, which expands % in
+            # the whole path (the job's directory too): shell-quoted, % escaped, absolute.
+            out, err = (shlex.quote(path.replace("%", "%%")) for path in (stdout, stderr))
+        else:
+            # Relative to qsub's directory: no "host:" reading of a colon in a path.
+            out, err = (path.removeprefix(f"{directory}/") for path in (stdout, stderr))
+        # PBS Pro: written directly where they belong, not copied at the end over the runner's output.
+        keep = ["-k", "doe"] if self.dialect == parse.PRO else []
+        return [self.command("qsub"), *keep, "-o", out, "-e", err, script]
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        if argv and argv[0] == self.command("qsub") and argv[-1].startswith("/"):
+            # qsub runs in its script's directory, named relative to it: see the module's doc.
+            directory, script = argv[-1].rsplit("/", 1)
+            argv = ["sh", "-c", _IN_DIRECTORY, "qsub", directory, *argv[:-1], script]
+        return super().run(argv)
+
+    def parse_job_id(self, stdout: str) -> str | None:
+        words = stdout.split()
+        job_id = words[-1] if words else ""
+        return job_id if job_id[:1].isdigit() and parse.SCHEDULER_ID.match(job_id) else None
+
+    def task_id(self, array_id: str, index: int) -> str:
+        return parse.task_id(array_id, index)
+
+    def base_id(self, job_id: str) -> str:
+        return parse.base_id(job_id)
+
+    def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
+        return [self.command("qdel"), *job_ids]
+
+    def max_array_size(self) -> int:
+        return MAX_ARRAY[self.dialect]
+
+    # -- submission, cancel and poll bookkeeping ----------------------------------------------
+
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+        ids = super().submit(jobs, chunksize)
+        with self.lock:
+            for job, job_id in zip(jobs, ids, strict=True):
+                self._dirs.setdefault(job_id, []).append(job.directory)
+        return ids
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        with self.lock:
+            self._cancelled.update(job_ids)
+            targets = [self._cancel_target(job_id) for job_id in job_ids]
+        super().cancel(list(dict.fromkeys(target for target in targets if target)))
+
+    def _cancel_target(self, job_id: str) -> str | None:
+        """What qdel must be given to end ``job_id`` (under the lock); None when nothing can.
+
+        Only Slurm's wrapper has bare task ids (123[4]), and its qdel ends an array task by no
+        id at all (the task's own number is refused, 123_4 is read as 123): only the array's own
+        number, which ends every task. So a task goes only with all of its unfinished siblings.
+        """
+        task = parse.bare_task(job_id)
+        if task is None:
+            return job_id
+        siblings = {j for j in self._dirs if (t := parse.bare_task(j)) and t[0] == task[0]} - self._cancelled
+        if not siblings:
+            return task[0]
+        self.log.warning("PBS (Slurm's wrapper) cannot cancel one task of an array alone: it runs on", job_id=job_id)
+        return None
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        statuses = super().poll(job_ids)
+        with self.lock:
+            for job_id in [j for j, status in statuses.items() if status.state.finished]:
+                self._dirs.pop(job_id, None)
+                self._cancelled.discard(job_id)
+        return statuses
+
+    # -- status -----------------------------------------------------------------------------
+
+    def qstat(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The scheduler's records of ``ids`` (those it knows), with one ``qstat``."""
+        if not ids:
+            return {}
+        pro = self.dialect == parse.PRO
+        argv = [self.command("qstat"), *(["-x", "-f", "-F", "json"] if pro else ["-f"]), *ids]
+        result = self.run(argv)
+        records = parse.parse_json(result.stdout) if pro and "{" in result.stdout else parse.parse_full(result.stdout)
+        # Torque and Slurm's wrapper exit 153 when an id is unknown; PBS Pro says so on stderr.
+        unknown = result.returncode == 153 or any(word in result.stderr for word in self.unknown_job_words)
+        if not result.ok and not records and not unknown:
+            result.check(BackendUnavailableError, "polling with qstat")
+        return records
+
+    def _own_records(self, job_ids: Sequence[str]) -> dict[str, parse.JobRecord]:
+        """What each job wrote in its directories (one command for all); jobs without known directories are left out."""
+        with self.lock:
+            dirs = {job_id: list(self._dirs[job_id]) for job_id in job_ids if job_id in self._dirs}
+        flat = [d for ds in dirs.values() for d in ds]
+        if not flat:
+            return {}
+        result = self.run(["sh", "-c", _READ_RECORDS, "sh", *flat])
+        lines = iter(result.check(BackendUnavailableError, "reading the jobs' records").stdout.splitlines())
+        records = {}
+        for job_id, ds in dirs.items():
+            calls = [parse.job_record(next(lines, "")) for _ in ds]
+            returned = [call.runner_returned for call in calls]
+            finished = None if returned[-1] is None else all(r is True for r in returned)
+            records[job_id] = parse.JobRecord(calls[0].scheduler_id, calls[0].script_exit, finished)
+        return records
+
+    def _learn_task_ids(self, tasks: Sequence[str]) -> None:
+        """The ids PBS gave started array tasks, from the PBS_JOBID each wrote."""
+        learned = {job_id: r.scheduler_id for job_id, r in self._own_records(tasks).items() if r.scheduler_id}
+        with self.lock:
+            self._real.update(learned)
+
+    def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        dialect = self.dialect
+        with self.lock:
+            unknown = [j for j in job_ids if parse.bare_task(j) and j not in self._real]
+        if unknown:
+            self._learn_task_ids(unknown)
+        with self.lock:
+            ask = {j: self._real.get(j) or parse.base_id(j) for j in job_ids}
+            unstarted = {j for j in job_ids if parse.bare_task(j) and j not in self._real}
+        records = self.qstat(sorted(set(ask.values())))
+        found: dict[str, JobStatus] = {}
+        ended: dict[str, dict[str, str] | None] = {}
+        for job_id in job_ids:
+            record = records.get(ask[job_id])
+            if record is None:
+                continue
+            live = parse.status(record, dialect)
+            if job_id in unstarted:
+                # Asked by its array's own record: the task itself has not written its id yet.
+                if live is not None:
+                    found[job_id] = JobStatus(JobState.PENDING, reason="array task not started yet")
+                else:
+                    ended[job_id] = None
+            elif live is not None:
+                found[job_id] = live
+            else:
+                ended[job_id] = record
+        if ended:
+            found.update(self._final(ended, dialect))
+        return found
+
+    def _final(self, ended: Mapping[str, dict[str, str] | None], dialect: str) -> dict[str, JobStatus]:
+        needs_own = [j for j, record in ended.items() if record is None or parse.exit_status(record) is None]
+        own = self._own_records(needs_own) if needs_own else {}
+        found = {}
+        for job_id, record in ended.items():
+            if job_id in needs_own and job_id not in own:
+                continue  # not ours to judge (no directories known): UNKNOWN, the core reads the runner's record
+            spec = self.spec_of(job_id)
+            with self.lock:
+                cancelled = job_id in self._cancelled
+            found[job_id] = parse.final_status(
+                record,
+                dialect,
+                own.get(job_id, parse.JobRecord()),
+                cancelled=cancelled,
+                memory_limited=spec is not None and spec.resources.memory is not None,
+            )
+        return found
+
+    # -- what the validator asks ----------------------------------------------------------
+
+    def record(self, job_id: str) -> dict[str, str] | None:
+        """``qstat -f``'s record of one job (an unstarted array task: its array's), while PBS remembers it."""
+        with self.lock:
+            asked = self._real.get(job_id) or parse.base_id(job_id)
+        return self.qstat([asked]).get(asked)
+
+    def allocation(self, job_id: str) -> Allocation | None:
+        record = self.record(job_id)
+        if record is None:
+            return None
+        cores = record.get("Resource_List.ncpus", "")
+        return Allocation(
+            cores=int(cores) if cores.isdigit() else None,
+            memory=parse.memory(record.get("Resource_List.mem")),
+            time_limit=parse.duration(record.get("Resource_List.walltime")),
+            queue=record.get("queue"),
+            nodes=tuple(host for host in parse.nodes(record).split(",") if host),
+        )
+
+    def metrics(self, job_id: str, backend_name: str) -> JobMetrics | None:
+        """qstat's account of a finished job; None when PBS keeps no exit status (the runner's record then)."""
+        record = self.record(job_id)
+        if record is None or parse.exit_status(record) is None:
+            return None
+        cores = record.get("Resource_List.ncpus", "")
+        return JobMetrics(
+            job_id=job_id,
+            backend=backend_name,
+            state=record.get("job_state", ""),
+            submitted_at=parse.timestamp(record.get("qtime")),
+            started_at=parse.started(record),
+            ended_at=parse.ended(record),
+            exit_code=parse.exit_status(record),
+            nodes=tuple(host for host in parse.nodes(record).split(",") if host),
+            allocated_cores=int(cores) if cores.isdigit() else None,
+            allocated_memory=parse.memory(record.get("Resource_List.mem")),
+            peak_memory=parse.memory(record.get("resources_used.mem")),
+            source="qstat",
+        )

@@ -1,0 +1,668 @@
+"""The ``pbs`` backend against a real PBS: what ran, with what allocation, and what came back.
+
+The cluster comes from the profiles file (``tests/clusters/up slurm pbs`` writes ``pbs``: the
+Torque dialect of SchedMD's qsub/qstat/qdel over the real Slurm cluster ``main``, with PBS_*
+variables in jobs). Every check reads what actually happened: the job's own environment and
+files, ``qstat -f`` run through the backend's transport, or the job's final state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+import clustrix
+from clustrix import JobFailedError, JobState, cluster
+from clustrix.api import ClusterFunction
+from clustrix.errors import (
+    BackendUnavailableError,
+    JobOutOfMemoryError,
+    JobTimeoutError,
+    SubmissionError,
+)
+from tests.conftest import profile_table, use_variant
+
+pytestmark = [pytest.mark.real_world]
+
+# Job functions travel by value: the ssh test runs them as another user with another interpreter.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(autouse=True)
+def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
+
+
+@pytest.fixture
+def pbs(cluster_profile) -> Iterator[str]:
+    name = cluster_profile("pbs")
+    workdir = Path(profile_table(name)["workdir"])
+    before = set(os.listdir(workdir)) if workdir.is_dir() else set()
+    yield name
+    # Jobs that failed keep their directories (cleanup = "on_success") for their logs; this test
+    # has read them, so the run leaves nothing behind on disk.
+    for entry in (set(os.listdir(workdir)) - before) if workdir.is_dir() else ():
+        shutil.rmtree(workdir / entry, ignore_errors=True)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def pbs_command(fn: ClusterFunction, *argv: str):
+    """A PBS command (qstat, qdel, ...) run as the profile runs them: through the backend's transport."""
+    backend = fn.session().backend
+    return backend.transport.run([backend.command(argv[0]), *argv[1:]], env=backend.command_env())
+
+
+def qstat_f(fn: ClusterFunction, job_id: str) -> dict[str, str]:
+    """``qstat -f JOB`` as PBS prints it, read with a regex of its own (not the plugin's parser)."""
+    result = pbs_command(fn, "qstat", "-f", job_id)
+    assert result.ok, result.stdout + result.stderr
+    assert re.search(rf"^Job Id:\s*{re.escape(job_id)}$", result.stdout, re.MULTILINE), result.stdout
+    return dict(re.findall(r"^\s+([\w.]+) = (.*)$", result.stdout, re.MULTILINE))
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def pbs_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(("PBS_", "CLUSTRIX_"))} | {"cwd": os.getcwd()}
+
+
+def sleep_for(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+def job_dirs(fn: ClusterFunction) -> set[str]:
+    backend = fn.session().backend
+    out = backend.transport.run(["sh", "-c", 'ls -A "$1" 2>/dev/null || true', "sh", backend.workdir])
+    return set(out.stdout.split())
+
+
+# -- the basics and the job's PBS environment ---------------------------------------------------
+
+
+def test_add_returns_42_and_the_dialect_was_asked_of_the_server(pbs):
+    fn = cluster(profile=pbs)(add)
+    assert fn(10, 32) == 42
+    backend = fn.session().backend
+    assert backend.config.option("pbs_dialect") is None, "the test cluster's profile leaves the dialect to qstat"
+    assert backend.dialect == "torque"
+
+
+def test_pbs_environment_variables_inside_the_job(pbs):
+    fn = cluster(profile=pbs, cores=2, name="env-check")(pbs_env)
+    future = fn.submit()
+    env = future.result(timeout=120)
+    assert env["PBS_JOBID"] == future.job_id == env["CLUSTRIX_JOB_ID"]
+    assert env["PBS_JOBNAME"] == "env-check"
+    # qsub ran in the job's own directory: that is the job's PBS_O_WORKDIR.
+    assert env["PBS_O_WORKDIR"] == future.job.directory
+    assert env["CLUSTRIX_CORES"] == "2"
+    record = qstat_f(fn, future.job_id)
+    assert (record["Job_Name"], record["job_state"], record["Resource_List.ncpus"]) == ("env-check", "C", "2")
+
+
+def read_node_file() -> tuple[str, list[str]]:
+    path = os.environ["PBS_NODEFILE"]
+    return os.uname().nodename, Path(path).read_text().split()
+
+
+def test_node_file_lists_the_node_the_job_ran_on(pbs):
+    # Torque writes PBS_NODEFILE itself; SchedMD's wrapper ships generate_pbs_nodefile for jobs to
+    # make one, as a site's setup line would.
+    pbs_path = profile_table(pbs).get("pbs_path", "")
+    setup = [
+        f"export PATH={pbs_path}:$PATH" if pbs_path else ":",
+        'export PBS_NODEFILE="${PBS_NODEFILE:-$(generate_pbs_nodefile)}"',
+    ]
+    fn = cluster(profile=pbs, cores=2, setup=setup)(read_node_file)
+    future = fn.submit()
+    host, entries = future.result(timeout=120)
+    assert entries, "the node file is empty"
+    exec_host = qstat_f(fn, future.job_id)["exec_host"].split("/")[0]
+    assert set(entries) == {exec_host}, (entries, exec_host)
+    assert host.split(".")[0] == exec_host
+
+
+# -- queues -----------------------------------------------------------------------------------------
+
+
+def test_queue_is_honoured(pbs):
+    fn = cluster(profile=pbs, queue="long")(pbs_env)
+    future = fn.submit()
+    future.result(timeout=120)
+    assert qstat_f(fn, future.job_id)["queue"] == "long"
+
+
+def test_unknown_queue_is_refused_in_qsubs_own_words(pbs, tmp_path):
+    fn = cluster(profile=pbs, queue="no-such-queue", workdir=str(tmp_path / "jobs"))(add)
+    with pytest.raises(SubmissionError, match="qsub refused the job") as info:
+        fn(1, 2)
+    assert "Invalid partition name specified" in info.value.scheduler_output
+    assert list((tmp_path / "jobs").iterdir()) == [], "nothing is left staged"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("queue", "debug\ntouch {marker}"),
+        ("queue", "debug; touch {marker}"),
+        ("account", "x\n#PBS -l walltime=99:00:00"),
+        ("extra", ["-l walltime=00:01:00\ntouch {marker}"]),
+        ("env", {"X; touch {marker}": "1"}),
+    ],
+)
+def test_hostile_directive_values_are_refused_before_anything_reaches_pbs(pbs, tmp_path, key, value):
+    marker = tmp_path / "pwned"
+
+    def fill(v):
+        if isinstance(v, str):
+            return v.format(marker=marker)
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return {fill(k): fill(x) for k, x in v.items()}
+
+    # Refused at decoration (or at the call, for what only the profile's resolution checks).
+    with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
+        cluster(profile=pbs, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)(1, 2)
+    assert not marker.exists()
+    assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
+
+
+def report_env():
+    return os.environ["X"], sys.argv[1:], os.environ["PBS_JOBNAME"]
+
+
+def test_hostile_names_env_values_and_paths_reach_pbs_jobs_byte_exact(pbs, tmp_path, monkeypatch):
+    # Slurm's qsub wrapper builds a shell command line from -o, -e and the script's path: the
+    # backend never hands it a path. Names reach only #PBS lines, reduced to safe characters.
+    tag = uuid.uuid4().hex
+    markers = [f"/tmp/cx-pbs-pwned-{tag}-{i}" for i in range(5)]
+    value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n %j %A ${{PATH}}"
+    workdir = f"{profile_table(pbs)['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j:{tag}"
+    use_variant(tmp_path, monkeypatch, pbs, "hostile", workdir=workdir)
+    name = f"a;b$(touch {markers[3]})\n#PBS -l walltime=99:00:00 `touch {markers[4]}`"
+    fn = cluster(profile="hostile", name=name, env={"X": value})(report_env)
+    try:
+        future = fn.submit()
+        got, dirs, job_name = future.result(timeout=120)
+        assert got == value
+        assert dirs[0].startswith(workdir + "/")
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,14}", job_name), job_name
+        assert qstat_f(fn, future.job_id)["Resource_List.walltime"] == "01:00:00", "the name added no directive"
+        batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
+        assert [f.result(timeout=120) for f in batch] == [4, 6]
+        assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
+    finally:
+        fn.session().transport.remove_tree(workdir)
+
+
+# -- arrays -----------------------------------------------------------------------------------------
+
+
+def task_identity(x: int) -> tuple[int, str, str, str, str]:
+    env = os.environ
+    return x * x, env["PBS_ARRAY_ID"], env["PBS_ARRAY_INDEX"], env["PBS_JOBID"], env["CLUSTRIX_JOB_ID"]
+
+
+def batch_dirs(fn: ClusterFunction) -> set[str]:
+    return {d for d in job_dirs(fn) if d.startswith("batch-")}
+
+
+def test_map_of_20_is_one_array_job(pbs):
+    fn = cluster(profile=pbs)(task_identity)
+    session = fn.session()
+    submits: list[list[str]] = []
+    real_run = session.transport.run
+
+    def counting_run(argv, **kwargs):
+        if "qsub" in argv[:4]:
+            submits.append(list(argv))
+        return real_run(argv, **kwargs)
+
+    before = batch_dirs(fn)
+    session.transport.run = counting_run
+    try:
+        futures = fn.map(range(20))
+    finally:
+        del session.transport.run
+    # One qsub; it ran in the batch directory, with the array's script named relative to it.
+    assert len(submits) == 1, submits
+    assert "#PBS -t 0-19\n" in Path(submits[0][4], submits[0][-1]).read_text()
+    results = [f.result(timeout=300) for f in futures]
+    assert [r[0] for r in results] == [x * x for x in range(20)]
+    array = {r[1] for r in results}
+    assert len(array) == 1
+    # Each task's id is the array's with its index; inside, CLUSTRIX_JOB_ID says the same.
+    assert [f.job_id for f in futures] == [f"{r[1]}[{r[2]}]" for r in results] == [r[4] for r in results]
+    # Under Slurm's wrapper a started task has a job number of its own, which qstat knows.
+    own = results[5][3]
+    assert own != results[5][1]
+    assert qstat_f(fn, own)["Job_Name"] == "task_identity"
+    assert batch_dirs(fn) == before, "the array's batch directory is cleaned once all its tasks succeeded"
+
+
+def test_chunksize_runs_several_calls_per_task(pbs, cluster_validator):
+    futures = cluster(profile=pbs, time="00:10:00")(task_identity).map(range(10), chunksize=4)
+    # The validator finds each task in qstat by the number PBS gave it, with its allocation.
+    checked = [cluster_validator.validate(f, value_check=lambda r, x=x: r[0] == x * x) for x, f in enumerate(futures)]
+    assert all(c.passed for c in checked), "\n".join(c.summary() for c in checked if not c.passed)
+    assert {next(k.actual for k in c.checks if k.name == "allocated time limit") for c in checked} == {600}
+    results = [f.result(timeout=300) for f in futures]
+    assert [r[0] for r in results] == [x * x for x in range(10)]
+    tasks = [r[4] for r in results]
+    assert tasks == [f.job_id for f in futures]
+    assert [tasks.count(t) for t in dict.fromkeys(tasks)] == [4, 4, 2]
+
+
+def test_failed_array_task_keeps_its_batch_directory_and_the_others_return(pbs):
+    fn = cluster(profile=pbs)(int)
+    before = batch_dirs(fn)
+    futures = fn.map(["1", "x", "3"])
+    assert futures[0].result(timeout=120) == 1
+    with pytest.raises(ValueError):
+        futures[1].result(timeout=120)
+    assert futures[2].result(timeout=120) == 3
+    assert futures[1].state is JobState.FAILED and futures[1].job.status.exit_code == 1
+    kept = batch_dirs(fn) - before
+    assert len(kept) == 1
+    fn.session().transport.remove_tree(f"{fn.session().backend.workdir}/{kept.pop()}")
+
+
+# -- limits: walltime and memory --------------------------------------------------------------------
+
+
+def eat_memory(megabytes: int) -> int:
+    hog = b"x" * (megabytes * 1024**2)
+    time.sleep(30)
+    return len(hog)
+
+
+def test_memory_limit_kill_is_out_of_memory(pbs):
+    fn = cluster(profile=pbs, memory="100MB")(eat_memory)
+    future = fn.submit(600)
+    with pytest.raises(JobOutOfMemoryError) as info:
+        future.result(timeout=180)
+    assert info.value.state is JobState.OUT_OF_MEMORY
+    assert "exceeded memory limit" in info.value.stderr_tail
+    assert qstat_f(fn, future.job_id)["job_state"] == "C"
+
+
+def kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_job_killing_itself_under_a_memory_limit_is_not_called_out_of_memory(pbs):
+    fn = cluster(profile=pbs, memory="500MB")(kill_self)
+    with pytest.raises(JobFailedError) as info:
+        fn()
+    assert info.value.state is JobState.FAILED and info.value.exit_code == 128 + signal.SIGKILL
+
+
+@pytest.mark.expensive
+def test_walltime_kill_is_job_timeout_error(pbs):
+    # The wrapper's Slurm has a one-minute minimum; the kill comes at about 61 s.
+    fn = cluster(profile=pbs, time="00:01:00")(sleep_for)
+    future = fn.submit(300)
+    with pytest.raises(JobTimeoutError) as info:
+        future.result(timeout=240)
+    assert info.value.state is JobState.TIMEOUT
+    record = qstat_f(fn, future.job_id)
+    assert (record["job_state"], record["Resource_List.walltime"]) == ("C", "00:01:00")
+    assert "DUE TO TIME LIMIT" in info.value.stderr_tail
+
+
+@pytest.mark.expensive
+def test_long_running_job_is_seen_running_then_completes(pbs):
+    fn = cluster(profile=pbs, time="00:05:00")(sleep_for)
+    future = fn.submit(90)
+    wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
+    assert qstat_f(fn, future.job_id)["job_state"] == "R"
+    assert future.result(timeout=240) == "woke"
+    states = [state for state, _ in future.job.history]
+    assert states[-2:] == [JobState.RUNNING, JobState.COMPLETED]
+
+
+# -- files --------------------------------------------------------------------------------------------
+
+
+def transform_files(sources: list[str], target: str) -> dict:
+    text = "".join(Path(source).read_text() for source in sources)
+    Path(target).write_text(text.upper())
+    return {"bytes": len(text), "cwd": os.getcwd()}
+
+
+def test_file_staging_and_processing_on_the_node(pbs, tmp_path, cluster_validator):
+    sources = [tmp_path / f"in-{i}.txt" for i in range(3)]
+    for i, source in enumerate(sources):
+        source.write_text(f"part {i}, written here, read there\n")
+    target = tmp_path / "out.txt"
+    fn = cluster(profile=pbs)(transform_files)
+    result = cluster_validator.validate(
+        fn.submit([str(s) for s in sources], str(target)),
+        value_check=lambda v: v["bytes"] == sum(len(s.read_text()) for s in sources),
+        expected_files=[str(target)],
+    )
+    assert result.passed, result.summary()
+    assert target.read_text() == "".join(s.read_text() for s in sources).upper()
+
+
+# -- how jobs end: errors and recovery ---------------------------------------------------------------
+
+
+class PayloadError(ValueError):
+    pass
+
+
+def raise_payload_error(n: int) -> None:
+    raise PayloadError(f"bad payload {n}")
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def test_errors_come_back_typed_and_the_cluster_recovers(pbs):
+    with pytest.raises(PayloadError, match="bad payload 7") as info:
+        cluster(profile=pbs)(raise_payload_error)(7)
+    assert "raise_payload_error" in info.value.remote_traceback
+    fn = cluster(profile=pbs)(exit_hard)
+    future = fn.submit(3)
+    with pytest.raises(JobFailedError, match="ended without a result") as exited:
+        future.result(timeout=120)
+    # Torque-over-Slurm keeps no exit status: the job script's own record gives it.
+    assert exited.value.exit_code == 3 and exited.value.state is JobState.FAILED
+    assert "exit_status" not in qstat_f(fn, future.job_id)
+    assert cluster(profile=pbs)(add)(20, 22) == 42
+
+
+def test_cancel_ends_the_job_in_pbs(pbs):
+    fn = cluster(profile=pbs)(sleep_for)
+    future = fn.submit(300)
+    wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
+    assert future.cancel()
+    wait_for(lambda: qstat_f(fn, future.job_id)["job_state"] == "C", 60, "qstat to say C")
+    wait_for(lambda: future.job.state is JobState.CANCELLED, 60, "the monitor to see CANCELLED")
+
+
+def test_cancel_of_a_whole_map_with_pending_tasks(pbs):
+    fn = cluster(profile=pbs, cores=2)(sleep_for)
+    futures = fn.map([300] * 4)
+    wait_for(lambda: futures[0].state is JobState.RUNNING, 60, "the first task to run")
+    clustrix.cancel(futures)
+    assert all(f.cancelled() for f in futures)
+    for future in futures:
+        wait_for(lambda f=future: f.job.state is JobState.CANCELLED, 90, f"{future.job_id} to be CANCELLED")
+    array = futures[0].job_id.split("[")[0]
+    listed = pbs_command(cluster(profile=pbs)(add), "qstat", array).stdout
+    assert not re.search(rf"^{array}\s.*\s[QR]\s", listed, re.MULTILINE), listed
+
+
+def sleep_then_touch(seconds: float, path: str) -> str:
+    time.sleep(seconds)
+    Path(path).write_text("ran")
+    return "woke"
+
+
+def test_cancelling_one_task_never_ends_its_siblings(pbs, tmp_path, caplog):
+    # Slurm's qdel wrapper can end an array only as a whole (a task's own number is refused, and
+    # 123_4 is read as 123). One task of three is cancelled: the backend says it cannot, and
+    # every task, that one included, runs to its end; nothing is killed that was not asked for.
+    fn = cluster(profile=pbs, cores=2)(sleep_then_touch)
+    markers = [tmp_path / f"ran-{i}" for i in range(3)]
+    futures = fn.map([5, 1, 1], [str(m) for m in markers])
+    wait_for(lambda: futures[0].state is JobState.RUNNING, 60, "the first task to run")
+    with caplog.at_level("WARNING", logger="clustrix"):
+        assert clustrix.cancel([futures[2]]) == 1
+    assert "cannot cancel one task of an array alone" in caplog.text
+    assert [f.result(timeout=180) for f in futures[:2]] == ["woke", "woke"]
+    wait_for(lambda: futures[2].job.state.finished, 120, "the third task to end")
+    assert futures[2].job.state is JobState.COMPLETED
+    assert all(m.exists() for m in markers)
+
+
+# -- cleanup and resource management ------------------------------------------------------------------
+
+
+def test_nothing_is_left_in_the_queue_or_on_disk(pbs):
+    fn = cluster(profile=pbs)(add)
+    before = job_dirs(fn)
+    singles = [fn.submit(i, i) for i in range(3)]
+    batch = fn.map(range(6), range(6), chunksize=2)
+    doomed = cluster(profile=pbs)(sleep_for).submit(300)
+    wait_for(lambda: doomed.state is not JobState.PENDING, 60, "the long job to start")
+    doomed.cancel()
+    assert [f.result(timeout=180) for f in singles + batch] == [0, 2, 4, 0, 2, 4, 6, 8, 10]
+    wait_for(lambda: doomed.job.state is JobState.CANCELLED, 60, "the cancelled job to end")
+    ids = sorted({f.job_id.split("[")[0] for f in [*singles, *batch, doomed]})
+    states = re.findall(r"^\S+\s+\S+\s+\S+\s+\S+\s+(\w)\s", pbs_command(fn, "qstat", *ids).stdout, re.MULTILINE)
+    assert states and set(states) == {"C"}, f"qstat shows jobs still queued or running: {states}"
+    # Successful jobs' directories and the batch's are cleaned; the cancelled job's is kept for its logs.
+    left = job_dirs(fn) - before
+    assert left == {Path(doomed.job.directory).name}, left
+    fn.session().transport.remove_tree(doomed.job.directory)
+
+
+# -- parallel processing -------------------------------------------------------------------------------
+
+
+def timed_pid(seconds: float) -> tuple[int, float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return os.getpid(), start, time.time()
+
+
+def fan_out() -> list[tuple[int, float, float]]:
+    return clustrix.pmap(timed_pid, [1.5, 1.5])
+
+
+def test_parallel_pmap_uses_the_allocated_cores(pbs):
+    (pid_a, start_a, end_a), (pid_b, start_b, end_b) = cluster(profile=pbs, cores=2, parallel=True)(fan_out)()
+    assert pid_a != pid_b
+    assert start_a < end_b and start_b < end_a, "the two iterations did not overlap"
+
+
+def test_independent_jobs_run_side_by_side(pbs):
+    futures = [cluster(profile=pbs)(timed_pid).submit(4) for _ in range(2)]
+    (_, start_a, end_a), (_, start_b, end_b) = [f.result(timeout=120) for f in futures]
+    assert start_a < end_b and start_b < end_a, "the cluster's two cores ran the two jobs one after the other"
+
+
+# -- the validator, with PBS's own view ------------------------------------------------------------------
+
+
+def hold_memory(megabytes: int) -> int:
+    block = bytearray(megabytes * 1024**2)
+    time.sleep(2)
+    return len(block)
+
+
+def test_validator_sees_what_pbs_allocated(pbs, cluster_validator):
+    job = cluster(profile=pbs, cores=2, time="00:05:00", queue="debug")
+    result = cluster_validator.validate(job(hold_memory).submit(50), expected_value=50 * 1024**2)
+    assert result.passed, result.summary()
+    checks = {c.name: c for c in result.checks}
+    assert checks["submission"].passed
+    assert checks["allocated cores"].actual == 2
+    assert checks["allocated time limit"].actual == 300
+    assert checks["queue"].actual == "debug"
+    assert result.history[0][0] == "PENDING" and result.history[-1][0] == "COMPLETED"
+    # qstat -f here keeps no exit status, so the metrics are the runner's record.
+    metrics = result.metrics
+    assert metrics.source == "runner" and metrics.exit_code == 0
+    assert metrics.peak_memory is not None and metrics.peak_memory >= 50 * 1024**2
+
+
+# -- dependencies -----------------------------------------------------------------------------------------
+
+
+def slow(x, seconds: float = 3.0):
+    time.sleep(seconds)
+    return x
+
+
+def broken(seconds: float = 2.0):
+    time.sleep(seconds)
+    raise ValueError("upstream broke")
+
+
+def touch(value, path=None):
+    if path:
+        Path(path).write_text("ran")
+    return value
+
+
+def test_future_argument_becomes_depend_afterok_and_passes_its_value(pbs):
+    upstream = cluster(profile=pbs)(slow).submit([1, 2, 3])
+    downstream = cluster(profile=pbs)(touch).submit(upstream)
+    assert downstream.result(timeout=300) == [1, 2, 3]
+    assert downstream.job.meta["start"] >= upstream.job.meta["end"]
+
+
+def test_dependency_on_an_array_task(pbs):
+    tasks = cluster(profile=pbs)(slow).map([10, 20], [2, 2])
+    downstream = cluster(profile=pbs)(touch).submit(tasks[1])
+    assert downstream.result(timeout=300) == 20
+    assert downstream.job.meta["start"] >= tasks[1].job.meta["end"]
+
+
+def test_failed_upstream_cancels_dependants(pbs, tmp_path):
+    upstream = cluster(profile=pbs)(broken).submit()
+    marker = tmp_path / "ran"
+    downstream = cluster(profile=pbs)(touch).submit(upstream, str(marker))
+    with pytest.raises(clustrix.DependencyFailedError, match=f"job {upstream.job_id} it depends on ended FAILED"):
+        downstream.result(timeout=300)
+    assert downstream.state is JobState.CANCELLED
+    assert "exec_host" not in qstat_f(cluster(profile=pbs)(add), downstream.job_id), "it never ran"
+    assert not marker.exists()
+
+
+# -- polling ------------------------------------------------------------------------------------------------
+
+
+def nap(x):
+    time.sleep(2)
+    return x
+
+
+def test_one_qstat_per_poll_for_many_jobs(pbs):
+    fn = cluster(profile=pbs, poll_interval=0.5, poll_interval_max=1.0)(nap)
+    session = fn.session()
+    per_poll: list[tuple[int, int]] = []
+    current = {"qstat": 0, "other": 0}
+    real_run = session.transport.run
+
+    def counting_run(argv, **kwargs):
+        if argv[0].endswith("qstat"):
+            current["qstat"] += 1
+        elif argv[0] == "sh" and "qsub" not in argv:
+            current["other"] += 1
+        return real_run(argv, **kwargs)
+
+    real_poll = session.backend.poll
+
+    def counting_poll(job_ids):
+        current.update(qstat=0, other=0)
+        statuses = real_poll(job_ids)
+        per_poll.append((current["qstat"], current["other"]))
+        return statuses
+
+    session.transport.run = counting_run
+    session.backend.poll = counting_poll
+    try:
+        futures = fn.map(range(12)) + [fn.submit(x) for x in range(3)]
+        assert [f.result(timeout=300) for f in futures] == [*range(12), *range(3)]
+    finally:
+        del session.transport.run
+        del session.backend.poll
+    assert len(per_poll) >= 3
+    # Every poll: one qstat for all 15 jobs, plus at most two reads of the jobs' own records
+    # (ids of tasks that started, ends qstat keeps no exit status for).
+    assert {q for q, _ in per_poll} == {1}, per_poll
+    assert max(o for _, o in per_poll) <= 2, per_poll
+
+
+# -- profile keys: dialect override, environment --------------------------------------------------------------
+
+
+def test_pbs_dialect_override_is_used_instead_of_asking(pbs, tmp_path, monkeypatch):
+    # This server speaks Torque: told it is PBS Pro, the backend submits with PBS Pro's words
+    # (-k doe: direct write), which the wrapper refuses, in its own words.
+    use_variant(tmp_path, monkeypatch, pbs, "as-pro", pbs_dialect="pro", workdir=str(tmp_path / "j"))
+    fn = cluster(profile="as-pro")(add)
+    assert fn.session().backend.dialect == "pro"
+    with pytest.raises(SubmissionError, match="Unknown option: k"):
+        fn(1, 2)
+    assert list((tmp_path / "j").iterdir()) == [], "nothing is left staged"
+
+
+def test_pbs_env_reaches_every_pbs_command(pbs, tmp_path, monkeypatch):
+    # The wrapper's commands find their Slurm through SLURM_CONF: point it, through pbs_env, at a
+    # copy of the cluster's configuration whose controller port nobody listens on.
+    conf = tmp_path / "slurm.conf"
+    real = Path("/var/lib/clustrix-test/slurm/main/slurm.conf").read_text()
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", real))
+    use_variant(tmp_path, monkeypatch, pbs, "pbs-down", workdir=str(tmp_path / "j"))
+    config = Path(os.environ["CLUSTRIX_CONFIG"])
+    # A TOML inline table, which use_variant does not write.
+    config.write_text(config.read_text() + f"pbs_env = {{ SLURM_CONF = {json.dumps(str(conf))} }}\n")
+    with pytest.raises(BackendUnavailableError, match="Unable to contact slurm controller"):
+        cluster(profile="pbs-down")(add)(1, 2)
+    assert list((tmp_path / "j").iterdir()) == [], "nothing is left staged"
+
+
+# -- over SSH ----------------------------------------------------------------------------------------------
+
+
+def whoami() -> tuple[str, str]:
+    import getpass
+
+    return getpass.getuser(), os.environ["PBS_JOBID"]
+
+
+def test_pbs_over_ssh(cluster_profile, tmp_path, monkeypatch):
+    cluster_profile("ssh-local")
+    cluster_profile("pbs")
+    ssh = profile_table("ssh-local")
+    use_variant(
+        tmp_path,
+        monkeypatch,
+        "pbs",
+        "pbs-ssh",
+        **{key: ssh[key] for key in ("host", "port", "user", "identity_file", "known_hosts", "python")},
+        workdir="/home/cxuser/pbs-jobs",
+    )
+    assert cluster(profile="pbs-ssh")(add)(10, 32) == 42
+    fn = cluster(profile="pbs-ssh")(whoami)
+    future = fn.submit()
+    user, job_id = future.result(timeout=120)
+    assert (user, job_id) == ("cxuser", future.job_id)
+    assert qstat_f(fn, future.job_id)["Job_Owner"].startswith("cxuser@")
+    futures = cluster(profile="pbs-ssh")(add).map(range(4), range(4))
+    assert [f.result(timeout=120) for f in futures] == [0, 2, 4, 6]
+    assert all(re.fullmatch(r"\d+\[\d\]", f.job_id) for f in futures)
