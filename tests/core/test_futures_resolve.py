@@ -165,3 +165,12 @@ def test_a_slow_result_does_not_hold_up_the_other_jobs(local_profile):
     finally:
         release.set()
         del session.transport.read_file
+
+
+def test_a_cancelled_future_counts_as_done_for_wait_and_as_completed(local_profile):
+    fn = cluster(profile=local_profile())(nap)
+    future = fn.submit(300, "never")
+    assert future.cancel()
+    done, _ = concurrent.futures.wait([future], timeout=5)
+    assert done == {future}
+    assert list(concurrent.futures.as_completed([future], timeout=5)) == [future]

@@ -97,7 +97,11 @@ class ClusterFuture(concurrent.futures.Future):
 
     def mark_cancelled(self) -> bool:
         """Cancel the future only, once its job has been cancelled on the cluster."""
-        return super().cancel()
+        if not super().cancel():
+            return False
+        # Without this, concurrent.futures.wait() and as_completed() never count it as done.
+        self.set_running_or_notify_cancel()
+        return True
 
     def stdout(self) -> str:
         return self.job.session.read_output(self.job, "stdout")
