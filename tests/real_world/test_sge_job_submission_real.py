@@ -457,10 +457,15 @@ def test_an_unreachable_qmaster_is_backend_unavailable(cluster_profile, tmp_path
 
 
 def use_packages() -> tuple[str, object, str, int]:
+    import attrs
     import sge_only_here
-    import yaml
 
-    return yaml.__file__, yaml.safe_load("a: [1, 2]"), sge_only_here.__file__, sge_only_here.answer()
+    @attrs.frozen
+    class Point:
+        x: int
+        y: int
+
+    return attrs.__file__, attrs.asdict(Point(1, 2)), sge_only_here.__file__, sge_only_here.answer()
 
 
 def test_external_dependencies_import_in_the_jobs_python(sge, tmp_path):
@@ -470,9 +475,9 @@ def test_external_dependencies_import_in_the_jobs_python(sge, tmp_path):
     with pytest.raises(ImportError):
         import sge_only_here  # noqa: F401 - not importable here: only the job's path has it
     fn = cluster(profile=sge, setup=[f"export PYTHONPATH={tmp_path / 'site'}:$PYTHONPATH"])(use_packages)
-    yaml_file, parsed, local_file, answer = fn()
-    assert yaml_file.startswith(sys.prefix), "PyYAML from the job's interpreter's site-packages"
-    assert parsed == {"a": [1, 2]}
+    attrs_file, as_dict, local_file, answer = fn()
+    assert attrs_file.startswith(sys.prefix), "attrs from the job's interpreter's site-packages"
+    assert as_dict == {"x": 1, "y": 2}
     assert (local_file, answer) == (str(package / "__init__.py"), 42)
 
 
