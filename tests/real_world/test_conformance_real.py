@@ -18,7 +18,7 @@ pytestmark = pytest.mark.real_world
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("profile", ["ssh-local", "ssh-remote", "slurm", "slurm-noacct", "pbs", "sge"])
+@pytest.mark.parametrize("profile", ["ssh-local", "ssh-remote", "slurm", "slurm-noacct", "pbs", "sge", "kubernetes"])
 def test_conformance_kit_on_real_clusters(profile, cluster_profile, tmp_path):
     cluster_profile(profile)
     jobs = run_conformance_kit(

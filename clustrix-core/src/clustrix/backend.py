@@ -45,6 +45,9 @@ class Backend(abc.ABC):
     def __init__(self, config: ClusterConfig, transport: Transport) -> None:
         self.config = config
         self.transport = transport
+        # Set by the session: a backend that learns of changes by itself (a watch) calls it so
+        # the monitor polls now instead of at the end of its interval.
+        self.on_change: Callable[[], None] | None = None
 
     @functools.cached_property
     def workdir(self) -> str:

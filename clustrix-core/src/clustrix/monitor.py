@@ -58,6 +58,12 @@ class Monitor:
                 self._thread.daemon = True
                 self._thread.start()
 
+    def nudge(self) -> None:
+        """Poll now: the backend knows something changed."""
+        with self._wake:
+            self._woken = True
+            self._wake.notify()
+
     def _run(self) -> None:
         interval = self.config.poll_interval
         failing_since: float | None = None

@@ -67,7 +67,10 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
             header, payload = runner.unpack(result, job.hmac_key, "result")
         except runner.EnvelopeError as exc:
             error = ResultTamperedError if exc.problem == "tampered" else ResultCorruptError
-            return Outcome(False, exception=error(f"job {job.job_id}: result file {job.directory}/result.pkl: {exc}"))
+            said = f" ({status.reason})" if status.reason else ""
+            return Outcome(
+                False, exception=error(f"job {job.job_id}: result file {job.directory}/result.pkl: {exc}{said}")
+            )
         try:
             record = runner.loads(header, payload)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
@@ -100,7 +103,10 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
     if remote is not None:
         return Outcome(False, exception=remote)
     if status.state is JobState.COMPLETED:
-        return Outcome(False, exception=ResultMissingError(f"job {job.job_id} completed but wrote no result file"))
+        said = f" ({status.reason})" if status.reason else ""
+        return Outcome(
+            False, exception=ResultMissingError(f"job {job.job_id} completed but wrote no result file{said}")
+        )
     return Outcome(False, exception=JobFailedError("the job ended without a result", **failure))
 
 

@@ -67,6 +67,7 @@ class ClusterSession:
         self.transport = plugins.transport_class(config.transport)(config)
         self.backend = plugins.backend_class(config.backend)(config, self.transport)
         self.monitor = Monitor(self)
+        self.backend.on_change = self.monitor.nudge
         # Keyed by job key: calls chunked into one scheduler task share its job id.
         self._futures: dict[str, ClusterFuture] = {}
         self._lock = threading.Lock()
