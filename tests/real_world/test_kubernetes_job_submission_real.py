@@ -10,6 +10,7 @@ profile's kubeconfig, independently of the backend under test.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -669,11 +670,14 @@ def test_resource_intensive_numpy(k8s, cluster_validator):
 def test_a_job_outlives_several_watch_expiries(k8s):
     fn = cluster(profile=k8s)(sleep_for)
     backend = fn.session().backend
+    before = collections.Counter(backend.requests)  # the session, and its watch, may be older
     future = fn.submit(150)
     assert future.result(timeout=400) == "woke"
-    # The server ends each watch after 60 s; the watch was resumed, not restarted with a list per job.
-    assert backend.requests["watch jobs"] >= 3
-    assert backend.requests["list jobs"] == 1
+    made = collections.Counter(backend.requests) - before
+    # The server ends each watch after 60 s: it was resumed from its resourceVersion, not listed
+    # again for every expiry (one list is allowed, for a 410 Gone if etcd compacted meanwhile).
+    assert made["watch jobs"] >= 2, made
+    assert made["list jobs"] <= 1, made
 
 
 CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"
