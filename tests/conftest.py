@@ -44,6 +44,28 @@ def _toml(value: object) -> str:
     return str(value)
 
 
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+
+
+def with_marker(value, marker):
+    """``value`` (a string, or lists and tables of them) with ``{marker}`` filled in, keys included."""
+    if isinstance(value, str):
+        return value.format(marker=marker)
+    if isinstance(value, list):
+        return [with_marker(v, marker) for v in value]
+    return {with_marker(k, marker): with_marker(v, marker) for k, v in value.items()}
+
+
 def process_gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (a zombie waiting for init counts as gone)."""
     try:

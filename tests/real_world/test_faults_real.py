@@ -20,7 +20,7 @@ import pytest
 import clustrix
 from clustrix import JobState, cluster
 from clustrix.api import ClusterFunction
-from tests.conftest import profile_table, use_variant
+from tests.conftest import profile_table, use_variant, wait_for
 
 pytestmark = [pytest.mark.real_world]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -38,14 +38,6 @@ def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def slow(x: int, seconds: float) -> int:
     time.sleep(seconds)
     return x * 2
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def stop_daemon(name: str) -> None:

@@ -37,7 +37,7 @@ from clustrix.errors import (
     ResultMissingError,
     SubmissionError,
 )
-from tests.conftest import profile_table
+from tests.conftest import profile_table, wait_for
 
 pytestmark = [pytest.mark.real_world]
 
@@ -116,16 +116,6 @@ def _toml(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return json.dumps(value)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
 
 
 def add(x: int, y: int) -> int:

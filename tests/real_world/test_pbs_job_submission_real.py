@@ -31,7 +31,7 @@ from clustrix.errors import (
     JobTimeoutError,
     SubmissionError,
 )
-from tests.conftest import profile_table, use_variant
+from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
 
@@ -72,16 +72,6 @@ def qstat_f(fn: ClusterFunction, job_id: str) -> dict[str, str]:
     assert result.ok, result.stdout + result.stderr
     assert re.search(rf"^Job Id:\s*{re.escape(job_id)}$", result.stdout, re.MULTILINE), result.stdout
     return dict(re.findall(r"^\s+([\w.]+) = (.*)$", result.stdout, re.MULTILINE))
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
 
 
 def add(x: int, y: int) -> int:
@@ -180,16 +170,9 @@ def test_unknown_queue_is_refused_in_qsubs_own_words(pbs, tmp_path):
 def test_hostile_directive_values_are_refused_before_anything_reaches_pbs(pbs, tmp_path, key, value):
     marker = tmp_path / "pwned"
 
-    def fill(v):
-        if isinstance(v, str):
-            return v.format(marker=marker)
-        if isinstance(v, list):
-            return [fill(x) for x in v]
-        return {fill(k): fill(x) for k, x in v.items()}
-
     # Refused at decoration (or at the call, for what only the profile's resolution checks).
     with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
-        cluster(profile=pbs, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)(1, 2)
+        cluster(profile=pbs, workdir=str(tmp_path / "jobs"), **{key: with_marker(value, marker)})(add)(1, 2)
     assert not marker.exists()
     assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
 

@@ -33,7 +33,7 @@ from clustrix.errors import (
 )
 from clustrix.session import ClusterSession
 from clustrix_sge import parse
-from tests.conftest import profile_table, use_variant
+from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
 
@@ -104,16 +104,6 @@ def qacct(fn: ClusterFunction, job_id: str) -> dict[str, str]:
 def qstat_lists(fn: ClusterFunction, job_id: str) -> bool:
     listed = parse.qstat_xml(sge_command(fn, "qstat", "-xml").stdout)
     return parse.find(listed, job_id) is not None
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
 
 
 # -- job functions ------------------------------------------------------------------------------
@@ -647,16 +637,9 @@ def test_workdirs_sge_would_rewrite_are_refused_before_anything_is_written(sge, 
 def test_hostile_directive_values_are_refused_before_anything_reaches_sge(sge, tmp_path, key, value):
     marker = tmp_path / "pwned"
 
-    def fill(v):
-        if isinstance(v, str):
-            return v.format(marker=marker)
-        if isinstance(v, list):
-            return [fill(x) for x in v]
-        return {fill(k): fill(x) for k, x in v.items()}
-
     # Some are refused at decoration, the rest (setup, python) when the script is rendered.
     with pytest.raises(ConfigError, match=key if key != "env" else "environment variable name"):
-        cluster(profile=sge, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)(1, 2)
+        cluster(profile=sge, workdir=str(tmp_path / "jobs"), **{key: with_marker(value, marker)})(add)(1, 2)
     assert not marker.exists()
     assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
 

@@ -25,7 +25,7 @@ import clustrix
 from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
 from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, SubmissionError
-from tests.conftest import profile_table, use_variant
+from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
 
@@ -55,16 +55,6 @@ def scontrol_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
     )
     assert result.ok, result.stderr
     return dict(re.findall(r"(?:^|\s)([\w/:]+)=(\S*)", result.stdout.splitlines()[0]))
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
 
 
 def add(x: int, y: int) -> int:
@@ -629,15 +619,8 @@ def test_hostile_directive_values_are_refused_before_anything_reaches_slurm(slur
     #SBATCH line after it): each such value is a ConfigError naming its key, and nothing runs."""
     marker = tmp_path / "pwned"
 
-    def fill(v):
-        if isinstance(v, str):
-            return v.format(marker=marker)
-        if isinstance(v, list):
-            return [fill(x) for x in v]
-        return {fill(k): fill(x) for k, x in v.items()}
-
     with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
-        cluster(profile=slurm, workdir=str(tmp_path / "jobs"), **{key: fill(value)})(add)(1, 2)
+        cluster(profile=slurm, workdir=str(tmp_path / "jobs"), **{key: with_marker(value, marker)})(add)(1, 2)
     assert not marker.exists()
     assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
 
