@@ -110,16 +110,6 @@ _k8s_stop() {
     rm -f "$pidfile"
 }
 
-# _k8s_write FILE MODE < content: replace FILE only when its content changes; 0 when it changed.
-_k8s_write() {
-    local file=$1 mode=$2
-    mkdir -p "$(dirname "$file")"
-    cat > "$file.tmp"
-    chmod "$mode" "$file.tmp"
-    if cmp -s "$file.tmp" "$file"; then rm -f "$file.tmp"; return 1; fi
-    mv "$file.tmp" "$file"
-}
-
 _k8s_kubectl() { "$(_k8s_bindir)/kubectl" --kubeconfig "$K8S_DIR/kubeconfig" --request-timeout=20s "$@"; }
 _k8s_ctr() { ctr --address "$K8S_DIR/containerd/containerd.sock" --namespace k8s.io "$@"; }
 
@@ -140,7 +130,7 @@ _k8s_apt_setup() {
     local sources=/etc/apt/sources.list.d/debian.sources
     [ -r "$sources" ] || die "k8s: $sources missing: cannot derive where Debian's sources come from"
     mkdir -p "$K8S_APT/sources.list.d" "$K8S_APT/lists/partial" "$K8S_APT/cache/archives/partial"
-    sed -E 's/^Types:.*/Types: deb deb-src/' "$sources" | _k8s_write "$K8S_APT/sources.list.d/debian.sources" 0644 \
+    sed -E 's/^Types:.*/Types: deb deb-src/' "$sources" | write_if_changed "$K8S_APT/sources.list.d/debian.sources" 0644 \
         && rm -f "$K8S_APT/lists"/*Sources* "$K8S_APT/lists"/*Packages*
     if ! ls "$K8S_APT/lists"/*Sources* >/dev/null 2>&1; then
         _k8s_apt apt-get update >"$K8S_DIR/apt-src.log" 2>&1 \
@@ -340,7 +330,7 @@ _k8s_pki() {
         openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
     fi
     # token,user,uid,"groups": the users the API server knows (RBAC gives them their rights).
-    _k8s_write "$pki/tokens.csv" 0600 <<EOT || true
+    write_if_changed "$pki/tokens.csv" 0600 <<EOT || true
 $(_k8s_token admin),clustrix-admin,clustrix-admin,"system:masters"
 $(_k8s_token tester),clustrix-tester,clustrix-tester
 $(_k8s_token kubelet),system:node:$K8S_NODE,kubelet,"system:nodes"
@@ -352,7 +342,7 @@ EOT
 
 # _k8s_kubeconfig FILE TOKEN-NAME: a kubeconfig for https://127.0.0.1:$K8S_API_PORT with the CA inline.
 _k8s_kubeconfig() {
-    _k8s_write "$1" 0600 <<EOT || true
+    write_if_changed "$1" 0600 <<EOT || true
 apiVersion: v1
 kind: Config
 clusters:
@@ -379,7 +369,7 @@ EOT
 
 _k8s_containerd_config() {
     local c=$K8S_DIR/containerd
-    _k8s_write "$c/config.toml" 0644 <<EOT
+    write_if_changed "$c/config.toml" 0644 <<EOT
 # Written by tests/clusters/k8s.sh: the test cluster's own containerd (nothing shared with a system one).
 version = 2
 root = "$c/root"
@@ -434,7 +424,7 @@ EOT
 # The pod network: a bridge with the gateway address (so the kubelet can reach pods, e.g. for probes)
 # but no default route in the pods and no masquerade: pod traffic stays on 10.244.0.0/24.
 _k8s_cni_config() {
-    _k8s_write "$K8S_DIR/cni/net.d/10-$K8S_CNI_NAME.conflist" 0644 <<EOT
+    write_if_changed "$K8S_DIR/cni/net.d/10-$K8S_CNI_NAME.conflist" 0644 <<EOT
 {
   "cniVersion": "0.4.0",
   "name": "$K8S_CNI_NAME",
@@ -460,11 +450,11 @@ EOT
 
 _k8s_kubelet_config() {
     # Pods get a resolver that does not exist rather than the host's: no lookup leaves the pod.
-    _k8s_write "$K8S_DIR/kubelet/resolv.conf" 0644 <<EOT || true
+    write_if_changed "$K8S_DIR/kubelet/resolv.conf" 0644 <<EOT || true
 nameserver 127.0.0.1
 options timeout:1 attempts:1
 EOT
-    _k8s_write "$K8S_DIR/kubelet/config.yaml" 0644 <<EOT
+    write_if_changed "$K8S_DIR/kubelet/config.yaml" 0644 <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $K8S_POD_GATEWAY
@@ -510,7 +500,7 @@ EOT
 # 0 when it was (re)started now.
 _k8s_daemon() {
     local name=$1; shift
-    if printf '%s\n' "$@" | _k8s_write "$K8S_DIR/args/$name" 0644 && _k8s_alive "$name"; then
+    if printf '%s\n' "$@" | write_if_changed "$K8S_DIR/args/$name" 0644 && _k8s_alive "$name"; then
         log "k8s: $name: configuration changed, restarting it"
         _k8s_stop "$name"
     fi

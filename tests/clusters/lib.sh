@@ -91,6 +91,18 @@ wait_for() {
     return 1
 }
 
+# write_if_changed FILE MODE < content: replace FILE (creating its directory) only when its content
+# changes; 0 when it changed, so callers restart a daemon only then.
+write_if_changed() {
+    local file=$1 mode=$2 tmp
+    mkdir -p "$(dirname "$file")"
+    tmp=$(mktemp "$file.XXXXXX")
+    cat > "$tmp"
+    chmod "$mode" "$tmp"
+    if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; return 1; fi
+    mv "$tmp" "$file"
+}
+
 # write_profile NAME < toml: one [profiles.NAME] table, merged into $STATE/clustrix.toml.
 write_profile() {
     mkdir -p "$STATE/profiles.d"

@@ -61,17 +61,6 @@ _sge_stop() {
     rm -f "$pidfile"
 }
 
-# _sge_write FILE MODE < content: replace FILE only when its content changes; 0 when it changed.
-_sge_write() {
-    local file=$1 mode=$2 tmp
-    tmp=$(mktemp "$file.XXXXXX")
-    cat > "$tmp"
-    chmod "$mode" "$tmp"
-    if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; return 1; fi
-    mv "$tmp" "$file"
-    return 0
-}
-
 # ---------------------------------------------------------------- install and host files
 
 _sge_install() {
@@ -102,11 +91,11 @@ _sge_host_files() {
     # qmaster resolves 127.0.0.1 back to "localhost" and then refuses clients whose own name is
     # $SGE_HOST ("client IP resolved to host name localhost. This is not identical to clients host
     # name"). host_aliases makes both names one host without touching /etc/hosts. Read at start-up.
-    _sge_write "$SGE_COMMON/host_aliases" 0644 <<<"$SGE_HOST localhost" || true
-    _sge_write "$SGE_COMMON/act_qmaster" 0644 <<<"$SGE_HOST" || true
+    write_if_changed "$SGE_COMMON/host_aliases" 0644 <<<"$SGE_HOST localhost" || true
+    write_if_changed "$SGE_COMMON/act_qmaster" 0644 <<<"$SGE_HOST" || true
     chown sgeadmin:sgeadmin "$SGE_COMMON/host_aliases" "$SGE_COMMON/act_qmaster"
     # What a login shell of an SGE site sources; with non-standard ports a real install puts them here.
-    _sge_write "$SGE_COMMON/settings.sh" 0644 <<EOF || true
+    write_if_changed "$SGE_COMMON/settings.sh" 0644 <<EOF || true
 SGE_ROOT=$SGE_ROOT_DIR; export SGE_ROOT
 SGE_CELL=$SGE_CELL_NAME; export SGE_CELL
 SGE_ARCH=\`\$SGE_ROOT/util/arch\`; export SGE_ARCH

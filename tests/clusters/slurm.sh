@@ -75,17 +75,6 @@ _slurm_stop() {
     rm -f "$pidfile"
 }
 
-# _slurm_write FILE MODE < content: replace FILE only when its content changes; 0 when it changed.
-_slurm_write() {
-    local file=$1 mode=$2 tmp
-    tmp=$(mktemp "$file.XXXXXX")
-    cat > "$tmp"
-    chmod "$mode" "$tmp"
-    if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; return 1; fi
-    mv "$tmp" "$file"
-    return 0
-}
-
 # ---------------------------------------------------------------- munge
 
 _slurm_munge_up() {
@@ -119,7 +108,7 @@ _slurm_mariadb_up() {
     mkdir -p "$db/data" "$db/run"
     chown mysql:mysql "$db/data" "$db/run"
     chmod 0750 "$db/data"
-    _slurm_write "$db/my.cnf" 0644 <<EOF || true
+    write_if_changed "$db/my.cnf" 0644 <<EOF || true
 [mysqld]
 datadir = $db/data
 socket = $db/run/mysqld.sock
@@ -172,7 +161,7 @@ EOF
 
 _slurm_dbd_conf() {
     local dir; dir=$(_slurm_dir main)
-    _slurm_write "$dir/slurmdbd.conf" 0600 <<EOF
+    write_if_changed "$dir/slurmdbd.conf" 0600 <<EOF
 # Written by tests/clusters/slurm.sh
 AuthType=auth/munge
 DbdHost=localhost
@@ -227,7 +216,7 @@ NodeName=n[1-3] NodeHostname=$SLURM_HOST NodeAddr=127.0.0.1 Port=[$ports] CPUs=4
 JobCompType=jobcomp/none" ;;
     esac
     local nodes; nodes=$(_slurm_nodes "$name" | tr ' ' ',')
-    _slurm_write "$dir/slurm.conf" 0644 <<EOF
+    write_if_changed "$dir/slurm.conf" 0644 <<EOF
 # Written by tests/clusters/slurm.sh: cluster "$name" (select it with SLURM_CONF=$dir/slurm.conf)
 ClusterName=$name
 SlurmctldHost=$SLURM_HOST(127.0.0.1)
