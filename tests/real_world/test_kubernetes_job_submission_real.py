@@ -670,6 +670,19 @@ def test_a_job_outlives_several_watch_expiries(k8s):
     assert made["list jobs"] <= 1, made
 
 
+def test_a_program_exits_promptly_after_its_last_result(k8s):
+    import subprocess
+
+    from clustrix_k8s.watch import WATCH_SECONDS
+
+    program = f"from clustrix import cluster; print(cluster(profile={k8s!r})(pow)(2, 10))"
+    # Each watch is open for WATCH_SECONDS; closing the backend at exit must end them, not
+    # wait them out (a CI run once hung there after every test had passed).
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=WATCH_SECONDS * 0.8)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1024"
+
+
 CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"
 STATE = Path(os.environ.get("CLUSTRIX_TEST_STATE", "/var/lib/clustrix-test"))
 

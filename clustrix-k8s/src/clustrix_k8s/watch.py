@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ WATCH_SECONDS = 60
 READ_TIMEOUT = WATCH_SECONDS + 30
 CONNECT_TIMEOUT = 10
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
+# How long closing the backend waits for a watch thread to end.
+STOP_TIMEOUT = 10
 
 
 class Gone(Exception):
@@ -80,12 +83,16 @@ class Watcher:
         self._thread.start()
 
     def stop(self) -> None:
+        """End the watch and wait (briefly) for its thread, so nothing reads on after close."""
         self._stop.set()
-        response = self._response
-        if response is not None:
-            # Closing a stream that is already broken may fail: it is closed either way.
-            with contextlib.suppress(Exception):
-                response.close()
+        sock = getattr(getattr(self._response, "connection", None), "sock", None)
+        if sock is not None:
+            # shutdown, not close: close waits for the lock the thread's blocked read holds,
+            # which is up to a whole watch (a program's exit hung on it); shutdown ends the read.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(STOP_TIMEOUT)
 
     def _run(self) -> None:
         delay = RETRY_MIN
