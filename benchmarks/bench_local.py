@@ -4,7 +4,8 @@
 
 - a trivial call through the whole path (serialize, stage, job.sh, runner, poll, fetch)
   against the floor of starting the same interpreter to run cloudpickle.loads on nothing;
-- ``import clustrix`` in a new interpreter against a bare interpreter start.
+- ``import clustrix`` in a new interpreter against a bare interpreter start, and against
+  ``import submitit`` (target: no slower, ratio <= 1.0x).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def main(n: int) -> None:
     print(
         f"import clustrix, median of {n}: {imported * 1000:.1f} ms, bare interpreter {bare * 1000:.1f} ms, "
         f"cost {(imported - bare) * 1000:.1f} ms"
+    )
+    submitit = median_seconds(lambda: subprocess.run([sys.executable, "-c", "import submitit"], check=True), n)
+    print(
+        f"import clustrix vs import submitit, median of {n}: {imported * 1000:.1f} ms vs {submitit * 1000:.1f} ms, "
+        f"ratio {imported / submitit:.2f}x (target <= 1.0x)"
     )
 
     start = time.perf_counter()

@@ -1,6 +1,7 @@
-"""Slurm backend overhead against raw sbatch and submitit, all against the same real Slurm in one run.
+"""Slurm backend overhead against raw sbatch, submitit and dask-jobqueue, all against the same real Slurm in one run.
 
-    CLUSTRIX_CONFIG=/var/lib/clustrix-test/clustrix.toml .venv/bin/python benchmarks/bench_slurm.py [--n N] [--quick]
+    CLUSTRIX_CONFIG=/var/lib/clustrix-test/clustrix.toml .venv/bin/python benchmarks/bench_slurm.py \
+        [--n N] [--quick] [--cap SECONDS]
 
 Prints figures, never asserts (targets are printed next to them):
 
@@ -10,17 +11,25 @@ Prints figures, never asserts (targets are printed next to them):
    fetch), median of N, and its ratio to the floor (target <= 1.10x);
 3. the same call through submitit's ``AutoExecutor``, median of N, and its ratio to the floor;
 4. 100 trivial calls: submitit ``map_array`` against clustrix ``map`` with chunksize 10 and 25
-   (target: clustrix >= 10x faster), with a raw ``sbatch --array`` of 100 tasks as the floor;
-5. scheduler queries per monitor poll with 1, 10 and 100 outstanding jobs, counted by shims
+   (target: clustrix >= 10x faster), with a raw ``sbatch --array`` of 100 tasks as the floor,
+   and clustrix ``map`` with default settings (no chunksize, no tuning: target <= 5 s);
+5. 1,000 trivial calls, total: dask-jobqueue's ``SLURMCluster`` (2 worker jobs of 1 core, timed
+   from creating the cluster, so the workers' start counts, to the last result of
+   ``client.map`` + ``client.gather``; then closed) against clustrix ``map`` with default
+   settings (target: clustrix/dask <= 1.5x);
+6. scheduler queries per monitor poll with 1, 10 and 100 outstanding jobs, counted by shims
    on PATH, for the ``slurm`` profile (sacct) and ``slurm-noacct`` (squeue), in the seconds
    right after submission and in a steady window after them: it should be flat (about 1).
 
-Defaults take about 7 minutes on 2 cores, ``--quick`` about 4 (the 100-task arrays dominate).
+Defaults take about 7 minutes on 2 cores, ``--quick`` about 4 (the 100-task arrays dominate),
+plus the two default-settings clustrix maps: each is given up (its jobs cancelled) after
+``--cap`` seconds (default 300) and printed as "> cap"; ``--cap 0`` skips them.
 Other jobs on the cluster (a concurrent test run) slow every figure: run it on an idle cluster;
 the last line says how many there were.
 
 Profiles ``slurm`` and ``slurm-noacct`` come from $CLUSTRIX_CONFIG (the test clusters'
-clustrix.toml); submitit and raw sbatch use the ``slurm`` profile's slurm.conf.
+clustrix.toml); submitit, dask-jobqueue and raw sbatch use the ``slurm`` profile's slurm.conf
+and partition. Dask's scheduler and workers listen on loopback only, dashboards off.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ import tomllib
 from pathlib import Path
 
 import submitit
+from dask.distributed import Client
+from dask_jobqueue import SLURMCluster
 from timing import median_seconds
 
 from clustrix import cluster
@@ -47,6 +58,8 @@ MAIN = "slurm"
 NOACCT = "slurm-noacct"
 QUERIES = ("sacct", "squeue", "scontrol")
 SHIMMED = (*QUERIES, "sbatch", "scancel")
+MANY = 1000
+DASK_JOB = "dask-worker"
 
 
 def trivial(x: int) -> int:
@@ -78,9 +91,71 @@ def raw_sbatch(markers: Path, tasks: int) -> None:
         time.sleep(MARKER_POLL)
 
 
-def check(values: list, expected: list) -> str:
+def default_map(fn, calls: int, cap: float) -> tuple[float, list | None, int]:
+    """clustrix ``fn.map(range(calls))`` with default settings, total time; given up after ``cap`` s.
+
+    Returns the time, the values (None when capped: the unfinished jobs are then cancelled)
+    and how many calls had finished.
+    """
+    start = time.perf_counter()
+    futures = fn.map(range(calls))
+    done, waiting = concurrent.futures.wait(futures, timeout=max(0.0, cap - (time.perf_counter() - start)))
+    took = time.perf_counter() - start
+    if not waiting:
+        return took, [future.result() for future in futures], len(done)
+    fn.session().cancel([future.job for future in waiting])
+    if concurrent.futures.wait(waiting, timeout=120).not_done:
+        print(f"  clustrix map: cancelled jobs of {len(waiting)} calls still unresolved after 120 s")
+    return took, None, len(done)
+
+
+def capped(took: float, values: list | None, done: int, calls: int) -> str:
+    return f"{took:6.2f} s" if values is not None else f"> {took:4.0f} s (capped, {done}/{calls} done)"
+
+
+def dask_map(calls: int, profile: dict, logs: Path) -> tuple[float, list]:
+    """dask-jobqueue: cluster of 2 one-core worker jobs, ``calls`` trivial calls, closed; total time."""
+    start = time.perf_counter()
+    dask_cluster = SLURMCluster(
+        n_workers=2,
+        cores=1,
+        processes=1,
+        memory="512MiB",
+        walltime="00:10:00",
+        queue=profile.get("partition"),
+        job_name=DASK_JOB,
+        python=sys.executable,
+        # Only if the workers run Slurm commands (sbatch's default --export=ALL passes it too).
+        job_script_prologue=[f"export SLURM_CONF={profile['slurm_conf']}"],
+        log_directory=str(logs),
+        # Loopback only: the scheduler and the workers (and their nannies) bind to lo, and every
+        # HTTP server (dashboards off, but the servers still start) to 127.0.0.1.
+        interface="lo",
+        scheduler_options={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        worker_extra_args=["--no-dashboard", "--dashboard-address", "127.0.0.1:0"],
+    )
+    job_ids = []
+    try:
+        with Client(dask_cluster) as client:
+            values = client.gather(client.map(trivial, range(calls)))
+            took = time.perf_counter() - start
+            job_ids = [job.job_id for job in dask_cluster.workers.values() if job.job_id]
+    finally:
+        dask_cluster.close()  # scancels the worker jobs
+    # Let the cancelled worker jobs leave the 2 cores before the next figure.
+    deadline = time.monotonic() + 60
+    while job_ids and time.monotonic() < deadline:
+        argv = ["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)]
+        if not subprocess.run(argv, capture_output=True, text=True).stdout.strip():
+            break
+        time.sleep(0.5)
+    return took, values
+
+
+def check(values: list | None, expected: list) -> str:
     # A wrong answer makes the timing meaningless; say so rather than abort the other figures.
-    return "" if values == expected else "  WRONG RESULTS"
+    # None: a capped run, whose results were not all there (its row says so).
+    return "" if values is None or values == expected else "  WRONG RESULTS"
 
 
 def row(label: str, figure: str, note: str = "") -> None:
@@ -146,15 +221,15 @@ def queries_per_poll(profile: str, counter: Path, settle: float, window: float) 
 
 def other_jobs(since: str) -> int:
     """Jobs on the main cluster since ``since`` that this benchmark did not submit."""
-    ours = {trivial.__name__, slow.__name__, "submitit", "wrap"}
+    ours = {trivial.__name__, slow.__name__, "submitit", "wrap", DASK_JOB}
     argv = ["sacct", "-n", "-P", "-X", "-S", since, "-o", "JobName"]
     names = subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
     return sum(name not in ours for name in names)
 
 
-def main(n: int, calls: int, settle: float, window: float) -> None:
+def main(n: int, calls: int, settle: float, window: float, cap: float) -> None:
     profiles = tomllib.loads(Path(os.environ["CLUSTRIX_CONFIG"]).read_text())["profiles"]
-    # submitit and raw sbatch run Slurm's commands with this process's environment.
+    # submitit, dask-jobqueue and raw sbatch run Slurm's commands with this process's environment.
     os.environ["SLURM_CONF"] = profiles[MAIN]["slurm_conf"]
     scratch = Path(tempfile.mkdtemp(prefix="clustrix-bench-"))
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -187,8 +262,21 @@ def main(n: int, calls: int, settle: float, window: float) -> None:
         took, values = timed(lambda c=chunksize: [f.result() for f in clustrix_fn.map(range(calls), chunksize=c)])
         note = f"submitit/clustrix {took_sub / took:.1f}x (target >= 10x){check(values, expected)}"
         row(f"clustrix map, chunksize {chunksize}", f"{took:6.2f} s", note)
+    if cap > 0:
+        took, values, done = default_map(clustrix_fn, calls, cap)
+        note = f"target <= 5 s, submitit/clustrix {'' if values is not None else '< '}{took_sub / took:.1f}x"
+        row("clustrix map, default settings", capped(took, values, done, calls), note + check(values, expected))
 
-    # Shims only now: submitit is done, and the timings above must not pay for the wrappers.
+    print(f"{MANY} trivial calls, total:")
+    expected = [trivial(x) for x in range(MANY)]
+    took_dask, values = dask_map(MANY, profiles[MAIN], scratch / "dask")
+    row("dask-jobqueue (2 workers, start to gather)", f"{took_dask:6.2f} s", check(values, expected))
+    if cap > 0:
+        took, values, done = default_map(clustrix_fn, MANY, cap)
+        note = f"clustrix/dask {'' if values is not None else '> '}{took / took_dask:.2f}x (target <= 1.5x)"
+        row("clustrix map, default settings", capped(took, values, done, MANY), note + check(values, expected))
+
+    # Shims only now: submitit and dask are done, and the timings above must not pay for the wrappers.
     counter = install_shims(scratch / "shims")
     print("scheduler queries (sacct+squeue+scontrol) per monitor poll, by outstanding jobs:")
     for profile in (MAIN, NOACCT):
@@ -206,8 +294,11 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, help="single calls per median (default 10, quick 3)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter counting windows")
     parser.add_argument("--calls", type=int, default=100, help="calls in the many-calls comparison")
+    parser.add_argument(
+        "--cap", type=float, default=300.0, help="seconds before a default-settings clustrix map is given up; 0 skips"
+    )
     args = parser.parse_args()
     if args.quick:
-        main(args.n or 3, args.calls, settle=6.0, window=8.0)
+        main(args.n or 3, args.calls, settle=6.0, window=8.0, cap=args.cap)
     else:
-        main(args.n or 10, args.calls, settle=10.0, window=20.0)
+        main(args.n or 10, args.calls, settle=10.0, window=20.0, cap=args.cap)

@@ -265,18 +265,21 @@ def batch_dirs(fn: ClusterFunction) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_map_of_20_is_one_array_job(slurm):
+def test_map_of_20_is_one_array_of_workers(slurm):
     fn = cluster(profile=slurm)(task_identity)
     before = batch_dirs(fn)
     futures = fn.map(range(20))
     results = [f.result(timeout=120) for f in futures]
     assert batch_dirs(fn) == before, "the array's batch directory is cleaned once all its jobs succeeded"
     assert [r[0] for r in results] == [x * x for x in range(20)]
-    array_ids = {f.job_id.split("_")[0] for f in futures}
+    array_ids = {f.job_id.split("#")[0] for f in futures}
     assert len(array_ids) == 1
     assert {r[1] for r in results} == array_ids
-    assert [f.job_id for f in futures] == [f"{r[1]}_{r[2]}" for r in results]
-    assert len({f.job_id for f in futures}) == 20
+    (array_id,) = array_ids
+    assert [f.job_id for f in futures] == [f"{array_id}#{i}" for i in range(20)]
+    # Each call knows the worker task it ran in, as the scheduler names it (the validator asks Slurm about it).
+    backend = fn.session().backend
+    assert [backend.scheduler_job(f.job_id) for f in futures] == [f"{r[1]}_{r[2]}" for r in results]
 
 
 def test_failed_array_keeps_its_batch_directory(slurm):
@@ -298,6 +301,124 @@ def test_chunksize_runs_several_calls_per_task(slurm):
     tasks = [f"{r[1]}_{r[2]}" for r in results]
     assert tasks == [f.job_id for f in futures]
     assert [tasks.count(t) for t in dict.fromkeys(tasks)] == [4, 4, 2]
+
+
+# -- workers that claim calls ----------------------------------------------------------------------
+
+
+def slurm_command(fn: ClusterFunction, *argv: str) -> str:
+    backend = fn.session().backend
+    result = backend.transport.run(list(argv), env={"SLURM_CONF": backend.config.option("slurm_conf")})
+    assert result.ok, result.stderr
+    return result.stdout
+
+
+def worker_of(future: clustrix.ClusterFuture) -> str:
+    """The worker task a call ran in, as the call itself saw it."""
+    env = future.job.meta["env"]
+    return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+
+
+def array_tasks(fn: ClusterFunction, array_id: str) -> dict[str, str]:
+    """Each task of an array with its state, from accounting (tasks that never started included)."""
+    out = slurm_command(fn, "sacct", "-n", "-P", "-X", "-j", array_id, "-o", "JobID,State")
+    return dict(line.split("|")[:2] for line in out.splitlines() if line)
+
+
+def task_count(task: str) -> int:
+    """How many array tasks one sacct line stands for: ``12_3`` one, ``12_[2-4,7]`` four."""
+    inside = task.partition("[")[2].rstrip("]").split("%")[0]
+    if not inside:
+        return 1
+    return sum(int(b) - int(a) + 1 for a, _, b in (part.partition("-") for part in inside.split(",")) if b) + sum(
+        1 for part in inside.split(",") if "-" not in part
+    )
+
+
+def test_two_workers_on_two_cpus_drain_a_map_of_50(slurm):
+    fn = cluster(profile=slurm, cores=1)(task_identity)
+    total = int(slurm_command(fn, "sinfo", "-h", "-p", "debug", "-o", "%C").strip().split("/")[-1])
+    futures = fn.map(range(50))
+    assert [f.result(timeout=300)[0] for f in futures] == [x * x for x in range(50)]
+    used = {worker_of(f) for f in futures}
+    assert 1 <= len(used) <= total, f"{len(used)} workers ran the calls on {total} CPUs"
+    array_id = futures[0].job_id.split("#")[0]
+    # The workers that never started were cancelled in one go once every call was claimed.
+    tasks = wait_for(
+        lambda: (
+            (t := array_tasks(fn, array_id))
+            and sum(task_count(task) for task in t) == 50
+            and all(s != "PENDING" for s in t.values())
+            and t
+        ),
+        60,
+        "accounting to show the idle workers cancelled",
+    )
+    # sacct folds tasks that never started into one line, e.g. 12_[2-49].
+    cancelled = sum(task_count(task) for task, state in tasks.items() if state.startswith("CANCELLED"))
+    assert cancelled >= 50 - total - 2, tasks
+
+
+def sleep_then(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@pytest.mark.expensive
+def test_a_call_over_its_time_limit_fails_alone_inside_its_worker(slurm):
+    fn = cluster(profile=slurm, cores=1, time="00:01:00")(sleep_then)
+    futures = fn.map([0.1, 0.1, 200, 0.1, 0.1, 0.1])
+    with pytest.raises(JobTimeoutError, match="killed by its worker at the call's time limit"):
+        futures[2].result(timeout=300)
+    assert [f.result(timeout=60) for i, f in enumerate(futures) if i != 2] == [0.1] * 5
+    assert futures[2].state is JobState.TIMEOUT
+
+
+def test_a_worker_killed_mid_map_loses_no_result_and_its_calls_still_complete(slurm):
+    fn = cluster(profile=slurm, cores=1, poll_interval=0.5, poll_interval_max=1.0)(sleep_then)
+    futures = fn.map([1.0] * 12)
+    wait_for(lambda: sum(f.done() for f in futures) >= 3, 120, "a few calls to end")
+    done_before = {i: f.result() for i, f in enumerate(futures) if f.done()}
+    array_id = futures[0].job_id.split("#")[0]
+    # Every worker of the array, running or not: the calls left must go to workers started anew.
+    slurm_command(fn, "scancel", array_id)
+    outcomes = {}
+    for i, f in enumerate(futures):
+        try:
+            outcomes[i] = f.result(timeout=300)
+        except clustrix.JobCancelledError:
+            outcomes[i] = "cancelled"
+    assert {i: outcomes[i] for i in done_before} == done_before, "finished calls keep their values"
+    cancelled = [i for i, v in outcomes.items() if v == "cancelled"]
+    assert len(cancelled) <= 2, f"only the calls running in the killed workers fail: {outcomes}"
+    assert sum(v == 1.0 for v in outcomes.values()) >= 10
+    relaunched = {worker_of(f).split("_")[0] for f in futures if f.exception() is None} - {array_id}
+    assert relaunched, "the calls left ran in workers started after the kill"
+
+
+def test_ctrl_c_while_waiting_on_a_map_cancels_its_workers(slurm, tmp_path):
+    script = tmp_path / "wait.py"
+    id_file = tmp_path / "array_id"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import cloudpickle\n"
+        "from clustrix import cluster\n"
+        "cloudpickle.register_pickle_by_value(sys.modules[__name__])\n"
+        "def forever(x):\n"
+        "    time.sleep(600)\n"
+        f"futures = cluster(profile={slurm!r}, cores=1)(forever).map(range(10))\n"
+        f"Path({str(id_file)!r}).write_text(futures[0].job_id.split('#')[0])\n"
+        "futures[0].result()\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], env=os.environ, stderr=subprocess.PIPE, text=True)
+    array_id = wait_for(lambda: id_file.exists() and id_file.read_text(), 60, "the array id")
+    fn = cluster(profile=slurm)(add)
+    wait_for(lambda: "RUNNING" in array_tasks(fn, array_id).values(), 60, "a worker to run")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in stderr
+    wait_for(lambda: not slurm_command(fn, "squeue", "-h", "-j", array_id).strip(), 60, "every worker to be cancelled")
 
 
 # -- the other clusters ----------------------------------------------------------------------------
@@ -366,11 +487,11 @@ def test_sbatch_refusal_is_submission_error_in_its_own_words(slurm):
 
 
 @pytest.mark.expensive
-def test_map_past_max_array_size_splits_into_arrays(cluster_profile):
+def test_static_chunks_past_max_array_size_split_into_arrays(cluster_profile):
     # The three-node cluster: 12 cores get through a thousand tasks six times faster than 2.
     fn = cluster(profile=cluster_profile("slurm-multi"))(add)
     limit = fn.session().backend.max_array_size()
-    futures = fn.map(range(limit + 1), range(limit + 1))
+    futures = fn.map(range(limit + 1), range(limit + 1), chunksize=1)
     assert [f.result(timeout=900) for f in futures] == [2 * x for x in range(limit + 1)]
     arrays = [f.job_id.split("_")[0] for f in futures]
     assert len(set(arrays)) == 2
@@ -439,6 +560,23 @@ def test_array_waits_for_its_dependency(slurm):
     futures = cluster(profile=slurm)(add).after(upstream).map(range(3), range(3))
     assert [f.result(timeout=300) for f in futures] == [0, 2, 4]
     assert all(f.job.meta["start"] >= upstream.job.meta["end"] for f in futures)
+
+
+def test_jobs_waiting_for_calls_of_a_map_are_held_then_released_or_cancelled(slurm, tmp_path):
+    upstream = cluster(profile=slurm)(slow).map([10, 20], [3, 3])
+    fn = cluster(profile=slurm)(add)
+    waiting = fn.after(upstream[1]).submit(1, 2)
+    # A call run by a worker has no Slurm id to depend on: the job is held until the client sees it end.
+    assert scontrol_job(fn, waiting.job_id)["Reason"] == "JobHeldUser"
+    assert waiting.result(timeout=300) == 3
+    assert waiting.job.meta["start"] >= upstream[1].job.meta["end"]
+    failing = cluster(profile=slurm)(int).map(["1", "x"])
+    marker = tmp_path / "ran"
+    doomed = cluster(profile=slurm)(touch).after(failing[1]).submit(1, str(marker))
+    with pytest.raises(clustrix.DependencyFailedError):
+        doomed.result(timeout=300)
+    assert doomed.state is JobState.CANCELLED
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("profile", ["slurm", "slurm-noacct"])
@@ -572,7 +710,7 @@ def test_array_throttle_runs_one_task_at_a_time(cluster_profile):
     futures = fn.map(range(3))
     backend = fn.session().backend
     shown = backend.transport.run(
-        ["scontrol", "-o", "show", "job", futures[0].job_id.split("_")[0]],
+        ["scontrol", "-o", "show", "job", futures[0].job_id.split("#")[0]],
         env={"SLURM_CONF": backend.config.option("slurm_conf")},
     )
     assert "ArrayTaskThrottle=1" in shown.stdout

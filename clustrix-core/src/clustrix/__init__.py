@@ -7,7 +7,15 @@ def add(x, y):
     return x + y
 
 add(10, 32)   # 42, computed in a real job
+
+``import clustrix`` loads only what decorating a function needs, and the errors; the other
+public names, and the plugins and sessions a call needs, are imported on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from clustrix.api import ClusterFunction, cluster
 from clustrix.attach import attach
@@ -34,12 +42,29 @@ from clustrix.errors import (
     SerializationError,
     SubmissionError,
 )
-from clustrix.hookspecs import hookimpl
-from clustrix.job import ClusterFuture, Job, cancel
-from clustrix.parallel import job_cores, pmap
 from clustrix.resources import Resources
-from clustrix.state import JobState, JobStatus
-from clustrix.version import __version__
+
+if TYPE_CHECKING:
+    from clustrix.hookspecs import hookimpl
+    from clustrix.job import ClusterFuture, Job, cancel
+    from clustrix.parallel import job_cores, pmap
+    from clustrix.state import JobState, JobStatus
+    from clustrix.version import __version__
+
+# The public names decorating does not need, imported on first use (PEP 562) from the module
+# that defines them: clustrix.job loads asyncio, clustrix.hookspecs pluggy, clustrix.parallel
+# multiprocessing and cloudpickle, clustrix.version importlib.metadata.
+_LAZY = {
+    "ClusterFuture": "clustrix.job",
+    "Job": "clustrix.job",
+    "cancel": "clustrix.job",
+    "hookimpl": "clustrix.hookspecs",
+    "job_cores": "clustrix.parallel",
+    "pmap": "clustrix.parallel",
+    "JobState": "clustrix.state",
+    "JobStatus": "clustrix.state",
+    "__version__": "clustrix.version",
+}
 
 __all__ = [
     "BackendUnavailableError",
@@ -77,3 +102,16 @@ __all__ = [
     "job_cores",
     "pmap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    # Bound as a global, the name is found directly from now on, without this function.
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,18 +1,23 @@
-"""The ``@cluster`` decorator: call the function and it runs as a job."""
+"""The ``@cluster`` decorator: call the function and it runs as a job.
+
+Decorating needs only the resources' checks. What a call needs (profiles, plugins,
+sessions, futures) is imported by the methods that submit, on the first call, so that
+``import clustrix`` stays as cheap as the decorator.
+"""
 
 from __future__ import annotations
 
 import datetime
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from clustrix.errors import ConfigError
-from clustrix.job import ClusterFuture
-from clustrix.profiles import resolve
 from clustrix.resources import Resources
-from clustrix.session import ClusterSession, get_session
-from clustrix.spec import JobSpec
+
+if TYPE_CHECKING:
+    from clustrix.job import ClusterFuture
+    from clustrix.session import ClusterSession
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,13 +44,14 @@ class ClusterFunction(Generic[P, R]):
         """Submit one call; the future's ``result()`` waits for it."""
         return self._submit([(args, kwargs)])[0]
 
-    def map(self, *iterables: Iterable[Any], chunksize: int = 1) -> list[ClusterFuture]:
+    def map(self, *iterables: Iterable[Any], chunksize: int | None = None) -> list[ClusterFuture]:
         """Submit ``fn(*args)`` for each tuple of ``zip(*iterables)`` as one batch; futures in order.
 
-        ``chunksize=k`` runs k consecutive calls one after another in one scheduler task,
-        for calls too short to be worth a task each; every call still has its own future.
+        On a batch scheduler the batch runs as an array of workers that claim calls one at a
+        time until none is left, so no tuning is needed. ``chunksize=k`` instead fixes k
+        consecutive calls per scheduler task (static chunks); every call still has its own future.
         """
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        if chunksize is not None and (isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1):
             raise ConfigError(f"chunksize={chunksize!r}: expected a whole number of at least 1")
         return self._submit([(args, {}) for args in zip(*iterables, strict=False)], chunksize)
 
@@ -55,6 +61,8 @@ class ClusterFunction(Generic[P, R]):
         A future passed as an argument is a dependency too, and its value is what the call
         receives. If a dependency fails, the calls waiting for it raise DependencyFailedError.
         """
+        from clustrix.job import ClusterFuture
+
         for future in futures:
             if not isinstance(future, ClusterFuture):
                 raise ConfigError(f"after(): {future!r} is not a future of a cluster job")
@@ -62,12 +70,21 @@ class ClusterFunction(Generic[P, R]):
 
     def session(self) -> ClusterSession:
         """The cluster session this function's calls go to under the current configuration."""
+        from clustrix.profiles import resolve
+        from clustrix.session import get_session
+
         config, _ = resolve(self.profile, self.settings)
         return get_session(config)
 
-    def _submit(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], chunksize: int = 1) -> list[ClusterFuture]:
+    def _submit(
+        self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], chunksize: int | None = None
+    ) -> list[ClusterFuture]:
         if not calls:
             return []
+        from clustrix.profiles import resolve
+        from clustrix.session import get_session
+        from clustrix.spec import JobSpec
+
         config, job = resolve(self.profile, self.settings)
         resources = Resources.from_settings(job)
         specs = [

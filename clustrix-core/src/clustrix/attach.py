@@ -9,15 +9,22 @@ the error, exactly as the original one would have.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from clustrix.errors import ConfigError
-from clustrix.job import ClusterFuture
-from clustrix.journal import journal_path, read_jobs
-from clustrix.profiles import resolve
-from clustrix.session import get_session
+
+if TYPE_CHECKING:
+    from clustrix.job import ClusterFuture
 
 
 def attach(job_id: str) -> ClusterFuture:
     """A future for the job with this scheduler id (or, for a call in a chunk, this call's key)."""
+    # Imported here: ``clustrix`` exports this function, and the journal, profiles and sessions
+    # (plugins, asyncio, structlog) are not for ``import clustrix`` to load.
+    from clustrix.journal import journal_path, read_jobs
+    from clustrix.profiles import resolve
+    from clustrix.session import get_session
+
     records = [r for r in read_jobs() if job_id in (r["job_id"], r["key"])]
     if not records:
         raise ConfigError(f"job {job_id} is not in the journal ({journal_path()})")

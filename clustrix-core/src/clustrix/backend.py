@@ -58,12 +58,13 @@ class Backend(abc.ABC):
         return f"{self.workdir}/{key}"
 
     @abc.abstractmethod
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
-        """Submit the batch; return each job's scheduler id, in order. Raise SubmissionError.
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
+        """Submit the batch; return each job's id, in order. Raise SubmissionError.
 
         ``chunksize`` asks for that many consecutive calls per scheduler task (the runner
-        runs them in order); those calls may then share one id. A backend with no use
-        for it may ignore it. A job's ``after`` ids must have COMPLETED before it starts;
+        runs them in order); those calls may then share one id. None leaves it to the
+        backend (a batch scheduler's workers claim calls). A backend with no use for it
+        may ignore it. A job's ``after`` ids must have COMPLETED before it starts;
         if one ends otherwise the job must end CANCELLED without running. A backend that
         cannot wait raises SubmissionError for such jobs.
         """

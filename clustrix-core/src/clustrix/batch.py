@@ -14,8 +14,11 @@ the machinery and a scheduler plugin declares data and writes small pieces:
   ``max_array_size`` and ``command_env``.
 
 The base owns: rendering the script (directives, ids, environment, setup, the runner),
-one job for one task and ONE array for a batch of several (split only past the
-scheduler's maximum), chunks of calls per task read from a tasks file, all-or-nothing
+one job for one call, and for a batch of several ONE array of workers that claim its
+calls (``clustrix.workers``; at most one task per call, cancelled once nothing is left
+to claim, relaunched if all died with calls left) or, when the caller fixes a
+``chunksize``, ONE array of static chunks (split only past the scheduler's maximum)
+read from a tasks file, all-or-nothing
 submission, one status query per poll for every job, jobs the scheduler no longer knows
 (``UNKNOWN``: the core then asks the runner's record), a running job never sent back to
 pending by a lagging answer, batch directories cleaned by policy, and cancel of many
@@ -27,6 +30,8 @@ names are reduced to ``[A-Za-z0-9_.-]``, paths are quoted or passed as arguments
 from __future__ import annotations
 
 import abc
+import datetime
+import importlib.resources
 import re
 import shlex
 import threading
@@ -34,6 +39,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+import attrs
+
+from clustrix import workers
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.log import get_logger
@@ -42,6 +50,14 @@ from clustrix.state import JobState, JobStatus
 from clustrix.transport import CommandResult
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
+# A worker task asks for this many times a call's time limit: after one call that used its
+# whole limit it could take no other (a call starts only if its full limit still fits).
+WORKER_TIME_FACTOR = 2
+# Ends of calls run by workers remembered for jobs that wait for them (the oldest go first).
+CALL_ENDS_KEPT = 100_000
+# How much of a worker's own output explains why no worker ran a call.
+WORKER_OUTPUT_TAIL = 2000
 
 
 class BatchBackend(Backend):
@@ -62,6 +78,8 @@ class BatchBackend(Backend):
     unknown_job_words: ClassVar[tuple[str, ...]] = ()
     finished_job_words: ClassVar[tuple[str, ...]] = ()
     unreachable_words: ClassVar[tuple[str, ...]] = ()
+    # The directive option that submits a job held, until ``release_command`` lets it start.
+    hold_option: ClassVar[str]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -74,6 +92,14 @@ class BatchBackend(Backend):
         self._batch_failed: set[str] = set()
         # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
         self._running_seen: set[str] = set()
+        # Batches of workers that claim calls, by call id prefix; the worker task each call ran in;
+        # worker tasks seen ended (not asked about again).
+        self._worker_batches: dict[str, workers.WorkerBatch] = {}
+        self._ran_in: dict[str, str] = {}
+        self._tasks_ended: dict[str, JobStatus] = {}
+        # Jobs submitted held until the worker calls they wait for completed; how those calls ended.
+        self._held_for_calls: dict[str, set[str]] = {}
+        self._calls_ended: dict[str, JobState] = {}
         self.log = get_logger(cluster=self.config.label)
 
     # -- what a scheduler writes ---------------------------------------------------------
@@ -121,6 +147,10 @@ class BatchBackend(Backend):
     def check_command(self) -> list[str]:
         """A cheap command that succeeds when the scheduler answers."""
 
+    @abc.abstractmethod
+    def release_command(self, job_ids: Sequence[str]) -> list[str]:
+        """The command that lets held jobs (submitted with ``hold_option``) start."""
+
     def max_array_size(self) -> int | None:
         """How many tasks one array may have here; None when there is no limit worth knowing."""
         return None
@@ -150,6 +180,11 @@ class BatchBackend(Backend):
         with self.lock:
             return self._specs.get(self.base_id(job_id))
 
+    def scheduler_job(self, job_id: str) -> str:
+        """The scheduler's id for what ran ``job_id``: for a call claimed by a worker, that worker's task."""
+        with self.lock:
+            return self._ran_in.get(job_id, job_id)
+
     def seen_running(self, job_id: str) -> bool:
         """Whether the last poll found the job RUNNING (a query may then distrust a PENDING record)."""
         with self.lock:
@@ -157,7 +192,10 @@ class BatchBackend(Backend):
 
     # -- submission -------------------------------------------------------------------------
 
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
+        if chunksize is None and len(jobs) > 1:
+            return self._submit_workers(jobs)
+        chunksize = chunksize or 1
         chunks = [list(jobs[i : i + chunksize]) for i in range(0, len(jobs), chunksize)]
         if len(chunks) == 1:
             job_id = self._submit_single(chunks[0])
@@ -184,18 +222,83 @@ class BatchBackend(Backend):
             self._batches[batch_dir] = set(ids)
         return ids
 
+    def _submit_workers(self, jobs: Sequence[StagedJob]) -> list[str]:
+        """One array of worker tasks (one per call, up to the scheduler's maximum) sharing one queue."""
+        batch_dir = f"{self.workdir}/batch-{uuid.uuid4().hex}"
+        self.transport.make_dirs([batch_dir, *workers.subdirectories(batch_dir)], 0o700)
+        try:
+            self.transport.write_files(workers.queue_files(batch_dir, [job.directory for job in jobs]), 0o600)
+            self.transport.write_files({f"{batch_dir}/runner.py": _RUNNER_SOURCE}, 0o600)
+            size = min(len(jobs), self.max_array_size() or len(jobs))
+            array_id, tasks = self._launch_workers(jobs, batch_dir, size, 0)
+        except BaseException:
+            self.transport.remove_tree(batch_dir)
+            raise
+        batch = workers.WorkerBatch(
+            directory=batch_dir,
+            prefix=array_id,
+            calls=len(jobs),
+            size=size,
+            tasks=tasks,
+            template=attrs.evolve(jobs[0], after=()),
+        )
+        ids = [workers.call_id(array_id, index) for index in range(len(jobs))]
+        with self.lock:
+            self._worker_batches[array_id] = batch
+            self._batches[batch_dir] = set(ids)
+        return ids
+
+    def _launch_workers(
+        self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
+    ) -> tuple[str, list[str]]:
+        """Submit an array of ``size`` workers for the batch; its id and its tasks' ids."""
+        spec = jobs[0].spec
+        call_time = spec.resources.time
+        if call_time:
+            worker_time = datetime.timedelta(seconds=WORKER_TIME_FACTOR * call_time)
+            worker_resources = attrs.evolve(spec.resources, time=worker_time)
+            jobs = [attrs.evolve(job, spec=attrs.evolve(spec, resources=worker_resources)) for job in jobs]
+        first = self.first_array_index
+        lines = [
+            "#!/bin/bash",
+            *self.directives(jobs, self.array_options(first, first + size - 1)),
+            f"export CLUSTRIX_JOB_ID={self.task_id_expression}",
+            self._cores_line(spec),
+            *([f"export CLUSTRIX_CALL_TIME={call_time}"] if call_time else []),
+            *([f"export CLUSTRIX_WORKER_TIME={WORKER_TIME_FACTOR * call_time}"] if call_time else []),
+            *self.setup_lines(spec),
+            shlex.join([self.python_for(spec), f"{batch_dir}/runner.py", "--worker", batch_dir])
+            + ' "$CLUSTRIX_JOB_ID"',
+        ]
+        script = f"{batch_dir}/workers-{number}.sh"
+        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
+        out = self._worker_output(batch_dir, number)
+        array_id = self._submit_script(script, spec, out, out, jobs)
+        return array_id, [self.task_id(array_id, first + index) for index in range(size)]
+
+    def _worker_output(self, batch_dir: str, number: int) -> str:
+        """One file for a launch's workers: setup's output and anything the workers say outside calls."""
+        return f"{batch_dir}/{self.scheduler.lower()}-workers-{number}.out"
+
     def job_name(self, spec: JobSpec) -> str:
         """``spec.name`` reduced to what every scheduler accepts in a name, and to its length limit."""
         return _NAME_UNSAFE.sub("_", spec.name)[: self.name_limit] or "clustrix"
 
     def directives(self, jobs: Sequence[StagedJob], options: Sequence[str] = ()) -> list[str]:
-        """The script's directive lines: resources, ``options``, dependencies, the user's extras."""
+        """The script's directive lines: resources, ``options``, dependencies, the user's extras.
+
+        Calls run by workers have no scheduler id to depend on: a job waiting for one is
+        submitted held, and the poll releases it (see ``_settle_held``).
+        """
         spec = jobs[0].spec
         after = list(dict.fromkeys(upstream for job in jobs for upstream in job.after))
+        plain = [job_id for job_id in after if not workers.is_call_id(job_id)]
         lines = [f"{self.directive_prefix} {option}" for option in self.resource_options(spec, self.job_name(spec))]
         lines += [f"{self.directive_prefix} {option}" for option in options]
-        if after:
-            lines += [f"{self.directive_prefix} {option}" for option in self.dependency_options(after)]
+        if plain:
+            lines += [f"{self.directive_prefix} {option}" for option in self.dependency_options(plain)]
+        if len(plain) < len(after):
+            lines.append(f"{self.directive_prefix} {self.hold_option}")
         prefix = self.directive_prefix
         lines += [extra if extra.startswith(prefix) else f"{prefix} {extra}" for extra in spec.resources.extra]
         return lines
@@ -215,7 +318,7 @@ class BatchBackend(Backend):
         ]
         script = f"{directory}/job.sh"
         self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
-        return self._submit_script(script, chunk[0].spec, f"{directory}/stdout", f"{directory}/stderr")
+        return self._submit_script(script, chunk[0].spec, f"{directory}/stdout", f"{directory}/stderr", chunk)
 
     def _submit_array(self, group: list[list[StagedJob]], batch_dir: str, number: int) -> str:
         first = group[0][0]
@@ -242,9 +345,11 @@ class BatchBackend(Backend):
         self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
         # One file for the whole array: only what fails before the script's redirect lands there.
         out = f"{batch_dir}/{self.scheduler.lower()}-{number}.out"
-        return self._submit_script(script, first.spec, out, out)
+        return self._submit_script(script, first.spec, out, out, [job for chunk in group for job in chunk])
 
-    def _submit_script(self, script: str, spec: JobSpec, stdout: str, stderr: str) -> str:
+    def _submit_script(
+        self, script: str, spec: JobSpec, stdout: str, stderr: str, jobs: Sequence[StagedJob] = ()
+    ) -> str:
         command = self.submit_command(script, stdout, stderr)
         result = self.run(command)
         if not result.ok:
@@ -259,21 +364,139 @@ class BatchBackend(Backend):
                 f"{command[0]} answered no job id for {spec.name!r}",
                 scheduler_output=result.stdout + result.stderr or "(no output)",
             )
+        calls = {upstream for job in jobs for upstream in job.after if workers.is_call_id(upstream)}
         with self.lock:
             self._specs[self.base_id(job_id)] = spec
+            if calls:
+                self._held_for_calls[job_id] = calls
         return job_id
 
     # -- watching and cancelling ---------------------------------------------------------
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        found = self.query(job_ids)
+        plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
+        calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
+        with self.lock:
+            batches = {
+                prefix: self._worker_batches[prefix]
+                for prefix in {job_id.rpartition(workers.SEPARATOR)[0] for job_id in calls}
+                if prefix in self._worker_batches
+            }
+            tasks = [t for batch in batches.values() for t in batch.tasks if t not in self._tasks_ended]
+        found = self.query(plain + tasks) if plain or tasks else {}
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
-        statuses = {job_id: found.get(job_id, unknown) for job_id in job_ids}
+        statuses = {job_id: found.get(job_id, unknown) for job_id in plain}
+        statuses.update(self._call_statuses(calls, batches, found))
+        self._settle_held(statuses)
         with self.lock:
             self._running_seen |= {j for j, status in statuses.items() if status.state is JobState.RUNNING}
             self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
         self._clean_batches(statuses)
         return statuses
+
+    def _call_statuses(
+        self, calls: Sequence[str], batches: Mapping[str, workers.WorkerBatch], found: Mapping[str, JobStatus]
+    ) -> dict[str, JobStatus]:
+        """The status of calls run by workers, from their batch directories and their workers' tasks."""
+        unknown = JobStatus(JobState.UNKNOWN, reason="not submitted by this client: its result file decides")
+        statuses = dict.fromkeys(calls, unknown)
+        if not batches:
+            return statuses
+        listed = self.transport.run(workers.listing_command([batch.directory for batch in batches.values()]))
+        listings = workers.parse_listing(listed.check(BackendUnavailableError, "reading the workers' files").stdout)
+        for prefix, batch in batches.items():
+            with self.lock:
+                self._tasks_ended.update((t, s) for t, s in found.items() if t in batch.tasks and s.state.finished)
+                tasks = {t: self._tasks_ended.get(t) or found.get(t) for t in batch.tasks}
+            listing = listings.get(batch.directory) or workers.Listing({}, {}, frozenset())
+            by_index, drain, relaunch = batch.statuses(listing, {t: s for t, s in tasks.items() if s is not None})
+            with self.lock:
+                self._ran_in.update(
+                    (workers.call_id(prefix, index), worker) for index, worker in listing.claimed.items()
+                )
+            for index, status in by_index.items():
+                if status.reason.startswith(workers.NO_WORKER_RAN):
+                    status = attrs.evolve(status, reason=f"{status.reason}{self._workers_said(batch)}")
+                statuses[workers.call_id(prefix, index)] = status
+            if drain:
+                self._drain(batch, drain)
+            if relaunch:
+                unclaimed = sum(1 for status in by_index.values() if status.state is JobState.PENDING)
+                size = min(unclaimed, batch.size)
+                _, new = self._launch_workers([batch.template], batch.directory, size, batch.launches)
+                batch.relaunched(new, len(listing.claimed))
+                self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
+            if all(status.state.finished for status in by_index.values()):
+                with self.lock:
+                    self._worker_batches.pop(prefix, None)
+        return {job_id: statuses[job_id] for job_id in calls}
+
+    def _settle_held(self, statuses: Mapping[str, JobStatus]) -> None:
+        """Release held jobs whose worker calls all COMPLETED; cancel those with one that did not.
+
+        A cancelled one ends CANCELLED without running, and its calls raise DependencyFailedError.
+        An entry goes only once its command went through: a failed one is tried again next poll.
+        """
+        with self.lock:
+            # Every call's end, not only those waited for now: a job may be submitted to wait for
+            # a call whose end this poll saw before the session did.
+            self._calls_ended.update(
+                (job_id, status.state)
+                for job_id, status in statuses.items()
+                if workers.is_call_id(job_id) and status.state.finished
+            )
+            while len(self._calls_ended) > CALL_ENDS_KEPT:
+                del self._calls_ended[next(iter(self._calls_ended))]
+            ends = {
+                held: [self._calls_ended.get(call) for call in calls] for held, calls in self._held_for_calls.items()
+            }
+        release = [held for held, states in ends.items() if all(s is JobState.COMPLETED for s in states)]
+        doomed = [held for held, states in ends.items() if any(s and s is not JobState.COMPLETED for s in states)]
+        for ids, command in ((release, self.release_command), (doomed, self.cancel_command)):
+            if not ids:
+                continue
+            result = self.run(command(ids))
+            if not result.ok:
+                self.log.warning("could not settle held jobs, trying again next poll", jobs=ids, answer=result.words)
+                continue
+            with self.lock:
+                for held in ids:
+                    self._held_for_calls.pop(held, None)
+
+    def _workers_said(self, batch: workers.WorkerBatch) -> str:
+        try:
+            tail = self.transport.read_file(self._worker_output(batch.directory, 0), tail=WORKER_OUTPUT_TAIL)
+        except FileNotFoundError:
+            return ""
+        said = tail.decode(errors="replace").strip()
+        return f"; the workers' output: {said}" if said else ""
+
+    def _drain(self, batch: workers.WorkerBatch, pending: list[str]) -> None:
+        """Every call is claimed: the workers that never started are not needed."""
+        try:
+            self.cancel(pending)
+        except BackendUnavailableError as exc:
+            # They start, find nothing to claim and end: only their scheduling is wasted.
+            self.log.warning("could not cancel idle workers", batch=batch.directory, error=str(exc))
+
+    def _cancel_calls(self, calls: Sequence[str]) -> list[str]:
+        """Cancel calls that workers run; the worker tasks to cancel too (when none of their calls is left)."""
+        by_prefix: dict[str, list[int]] = {}
+        for job_id in calls:
+            prefix, _, index = job_id.rpartition(workers.SEPARATOR)
+            by_prefix.setdefault(prefix, []).append(int(index))
+        tasks = []
+        for prefix, indices in by_prefix.items():
+            with self.lock:
+                batch = self._worker_batches.get(prefix)
+                ended = set(self._tasks_ended)
+            if batch is None:
+                continue
+            command = workers.cancel_command(batch.directory, indices, batch.width)
+            self.transport.run(command).check(BackendUnavailableError, "cancelling calls")
+            if batch.finished | set(indices) >= set(range(batch.calls)):
+                tasks += [t for t in batch.tasks if t not in ended]
+        return tasks
 
     def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
         ended = []
@@ -294,6 +517,8 @@ class BatchBackend(Backend):
                 self.transport.remove_tree(batch_dir)
 
     def cancel(self, job_ids: Sequence[str]) -> None:
+        tasks = self._cancel_calls([j for j in job_ids if workers.is_call_id(j)])
+        job_ids = [*tasks, *(j for j in job_ids if not workers.is_call_id(j))]
         if not job_ids:
             return
         result = self.run(self.cancel_command(job_ids))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import datetime
 from collections.abc import Generator, Iterable
@@ -110,6 +109,9 @@ class ClusterFuture(concurrent.futures.Future):
         return self.job.session.read_output(self.job, "stderr")
 
     def __await__(self) -> Generator[Any, None, Any]:
+        # Imported here: only code that awaits needs asyncio, and it has asyncio loaded already.
+        import asyncio
+
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:

@@ -1,7 +1,9 @@
 """The far-side job runner, and the envelope format both sides share.
 
 This file is copied into every job directory and run there as
-``python runner.py JOBDIR [JOBDIR ...]``. It must need nothing but the Python
+``python runner.py JOBDIR [JOBDIR ...]`` (those calls in order), or into a batch
+directory and run as ``python runner.py --worker BATCHDIR WORKER``: a worker that
+claims the batch's calls one at a time (see ``work``). It must need nothing but the Python
 standard library and the serializer module named in the payload (cloudpickle by
 default): no clustrix install on the cluster. The client imports the same file
 for ``pack`` and ``unpack``, so the envelope has exactly one implementation.
@@ -15,14 +17,17 @@ anything is unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import hmac
 import importlib
 import json
 import os
+import signal
 import socket
 import sys
+import time
 import traceback
 
 MAGIC = b"CLUSTRIX"
@@ -35,6 +40,17 @@ META_FILE = "meta.json"
 KEY_FILE = "key"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
+
+# A worker batch directory: one file per call in QUEUE (its name the call's index, its content
+# the call's job directory); a worker claims a call by renaming it into CLAIMED as
+# ``INDEX.WORKER``; when the call has ended it creates ``INDEX.STATE.CODE`` in ENDED; the
+# client cancels an unclaimed call by renaming it into CANCELLED, a claimed one by creating
+# ``INDEX`` in CANCEL.
+QUEUE_DIR, CLAIMED_DIR, ENDED_DIR, CANCELLED_DIR, CANCEL_DIR = "queue", "claimed", "ended", "cancelled", "cancel"
+# A call past its time limit (or cancelled) gets this long between TERM and KILL.
+CALL_KILL_GRACE = 5
+# The exit code of a call that raised MemoryError, so a worker can tell it from other failures.
+MEMORY_ERROR_EXIT = 3
 
 # Scheduler variables worth recording in meta.json; never the whole environment,
 # which may hold secrets.
@@ -187,8 +203,11 @@ class _Redirected:
             os.close(saved)
 
 
-def run_job(jobdir: str) -> bool:
-    """Run the call staged in ``jobdir``; write its result and meta. True when the call returned."""
+def run_job(jobdir: str) -> int:
+    """Run the call staged in ``jobdir``; write its result and meta.
+
+    Returns 0 when the call returned, MEMORY_ERROR_EXIT when it raised MemoryError, else 1.
+    """
     meta = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -215,7 +234,7 @@ def run_job(jobdir: str) -> bool:
         _fill_upstream_values(call)
     except BaseException as exc:  # noqa: BLE001 - every load failure must reach the client
         outcome = {"ok": False, "phase": "load", **_describe(exc, exc.__traceback__)}
-        returned = False
+        code = 1
     else:
         with _Redirected(jobdir):
             try:
@@ -227,23 +246,130 @@ def run_job(jobdir: str) -> bool:
                 sys.stderr.write(outcome["traceback"])
                 outcome["exception"] = _pickled(exc, header["serializer"])
                 outcome["chain"] = _chain(exc, header["serializer"])
-                returned = False
+                code = MEMORY_ERROR_EXIT if isinstance(exc, MemoryError) else 1
             else:
                 outcome = {"ok": True, "value": value}
-                returned = True
+                code = 0
     meta["end"] = _now()
     meta["limits"] = _limits()
-    meta["outcome"] = "returned" if returned else "raised"
+    meta["outcome"] = "returned" if code == 0 else "raised"
     try:
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
     except BaseException as exc:  # noqa: BLE001 - an unpicklable return value is an error, not a crash
         outcome = {"ok": False, "phase": "result", **_describe(exc, exc.__traceback__)}
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
         meta["outcome"] = "unpicklable result"
-        returned = False
+        code = 1
     _write_atomic(os.path.join(jobdir, RESULT_FILE), result)
     _write_atomic(os.path.join(jobdir, META_FILE), json.dumps(meta, indent=1).encode())
-    return returned
+    return code
+
+
+def work(batch: str, worker: str) -> None:
+    """Claim the batch's calls one at a time and run each in a child process, until none is left.
+
+    Nothing listens and nothing talks back: a rename claims a call (exactly one worker's
+    succeeds, on NFS too), files record how it ended. A worker stops early when the next
+    call's time limit (``CLUSTRIX_CALL_TIME`` seconds) no longer fits in what is left of its
+    own (``CLUSTRIX_WORKER_TIME``), so the scheduler never kills it inside a call. Each call
+    runs in a forked child in its own process group: a call over its limit, cancelled, out
+    of memory or crashing fails alone, and the serializer is imported once, not per call.
+    """
+    call_time = int(os.environ.get("CLUSTRIX_CALL_TIME") or 0)
+    allocation = int(os.environ.get("CLUSTRIX_WORKER_TIME") or 0)
+    started = time.monotonic()
+    with contextlib.suppress(ImportError):  # the default serializer, loaded once for every call
+        importlib.import_module("cloudpickle")
+    waiting: list[str] = []
+    while not (call_time and allocation and time.monotonic() - started + call_time > allocation):
+        claimed = _claim(batch, worker, waiting)
+        if claimed is None:
+            return
+        index, jobdir = claimed
+        ended = _run_child(jobdir, call_time, os.path.join(batch, CANCEL_DIR, index))
+        try:
+            os.close(os.open(os.path.join(batch, ENDED_DIR, f"{index}.{ended}"), os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError:
+            return  # the batch directory is gone: the client stopped waiting for it
+
+
+def _claim(batch: str, worker: str, waiting: list[str]) -> tuple[str, str] | None:
+    """The index and job directory of the next unclaimed call, now this worker's; None when none is left."""
+    queue = os.path.join(batch, QUEUE_DIR)
+    for _ in range(2):
+        while waiting:
+            index = waiting.pop()
+            mine = os.path.join(batch, CLAIMED_DIR, f"{index}.{worker}")
+            try:
+                os.rename(os.path.join(queue, index), mine)
+            except FileNotFoundError:
+                continue  # another worker's, or cancelled
+            with open(mine) as f:
+                return index, f.read().strip()
+        try:
+            waiting[:] = sorted(os.listdir(queue), reverse=True)
+        except OSError:
+            return None
+    return None
+
+
+def _run_child(jobdir: str, call_time: int, cancel_marker: str) -> str:
+    """Run one call in a child process group; how it ended, as ``STATE.CODE`` (CODE ``_`` when killed)."""
+    oom_before = _oom_kills()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            code = run_job(jobdir)
+        finally:
+            os._exit(code)
+    # Both sides set the group, so a kill right after the fork cannot miss it.
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    deadline = time.monotonic() + call_time if call_time else None
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if os.path.exists(cancel_marker):
+            return _kill_child(pid, "CANCELLED")
+        if deadline is not None and time.monotonic() >= deadline:
+            return _kill_child(pid, "TIMEOUT")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    if os.WIFSIGNALED(status):
+        killed_by = os.WTERMSIG(status)
+        memory = killed_by == signal.SIGKILL and _oom_kills() > oom_before
+        return f"{'OUT_OF_MEMORY' if memory else 'FAILED'}.{-killed_by}"
+    code = os.WEXITSTATUS(status)
+    return f"{ {0: 'COMPLETED', MEMORY_ERROR_EXIT: 'OUT_OF_MEMORY'}.get(code, 'FAILED') }.{code}"
+
+
+def _kill_child(pid: int, state: str) -> str:
+    """TERM the call's process group, KILL what is left of it after the grace; ``state._``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    end = time.monotonic() + CALL_KILL_GRACE
+    while time.monotonic() < end and not os.waitpid(pid, os.WNOHANG)[0]:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return f"{state}._"
+
+
+def _oom_kills() -> int:
+    """How many processes the kernel has killed for memory in this process's cgroup (cgroup v2), else 0."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            path = next(line.split(":", 2)[2].strip() for line in f if line.startswith("0::"))
+        with open(f"/sys/fs/cgroup{path}/memory.events") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("oom_kill "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
 
 
 def _limits() -> dict:
@@ -276,12 +402,15 @@ def _user() -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: runner.py JOBDIR [JOBDIR ...]", file=sys.stderr)
+    if argv[:1] == ["--worker"] and len(argv) == 3:
+        work(argv[1], argv[2])
+        return 0
+    if not argv or argv[0].startswith("-"):
+        print("usage: runner.py JOBDIR [JOBDIR ...] | runner.py --worker BATCHDIR WORKER", file=sys.stderr)
         return 2
     # Runs the chunk's calls in order; one failed call does not stop the others.
-    results = [run_job(jobdir) for jobdir in argv]
-    return 0 if all(results) else 1
+    codes = [run_job(jobdir) for jobdir in argv]
+    return 0 if not any(codes) else 1
 
 
 if __name__ == "__main__":

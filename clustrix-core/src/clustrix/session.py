@@ -100,7 +100,7 @@ class ClusterSession:
         with self._lock:
             self._workdir_checked = True
 
-    def submit(self, specs: Sequence[JobSpec], chunksize: int = 1) -> list[ClusterFuture]:
+    def submit(self, specs: Sequence[JobSpec], chunksize: int | None = None) -> list[ClusterFuture]:
         self.check_workdir()
         serializer = plugins.serializer()
         workdir = self.backend.workdir

@@ -206,7 +206,7 @@ class KubernetesBackend(Backend):
         self._connect()
         return self._client
 
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         """One Secret (or more, for a large payload) and one Job per call, whatever ``chunksize`` says."""
         settings = self.settings
         prepared = []

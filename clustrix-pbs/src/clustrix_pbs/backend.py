@@ -100,6 +100,7 @@ class PbsBackend(BatchBackend):
     name_limit = 15
     unknown_job_words = ("Unknown Job Id", "Unknown job id")
     finished_job_words = ("Job has finished", "invalid state for job", "Request invalid for state of job")
+    hold_option = "-h"
     unreachable_words = (
         "Unable to contact slurm controller",
         "cannot connect to server",
@@ -247,6 +248,9 @@ class PbsBackend(BatchBackend):
     def base_id(self, job_id: str) -> str:
         return parse.base_id(job_id)
 
+    def release_command(self, job_ids: Sequence[str]) -> list[str]:
+        return [self.command("qrls"), *job_ids]
+
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return [self.command("qdel"), *job_ids]
 
@@ -255,7 +259,7 @@ class PbsBackend(BatchBackend):
 
     # -- submission, cancel and poll bookkeeping ----------------------------------------------
 
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         ids = super().submit(jobs, chunksize)
         with self.lock:
             for job, job_id in zip(jobs, ids, strict=True):

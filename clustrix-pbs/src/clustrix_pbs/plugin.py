@@ -24,16 +24,16 @@ def _pbs(job: Job) -> PbsBackend | None:
 @hookimpl
 def clustrix_job_in_queue(job: Job) -> bool | None:
     backend = _pbs(job)
-    return None if backend is None else backend.record(job.job_id) is not None
+    return None if backend is None else backend.record(backend.scheduler_job(job.job_id)) is not None
 
 
 @hookimpl
 def clustrix_job_allocation(job: Job) -> Allocation | None:
     backend = _pbs(job)
-    return None if backend is None else backend.allocation(job.job_id)
+    return None if backend is None else backend.allocation(backend.scheduler_job(job.job_id))
 
 
 @hookimpl
 def clustrix_job_metrics(job: Job) -> JobMetrics | None:
     backend = _pbs(job)
-    return None if backend is None else backend.metrics(job.job_id, job.session.config.backend)
+    return None if backend is None else backend.metrics(backend.scheduler_job(job.job_id), job.session.config.backend)

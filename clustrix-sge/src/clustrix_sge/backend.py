@@ -82,6 +82,7 @@ class SgeBackend(BatchBackend):
     unknown_job_words = ("does not exist",)
     # qdel's words for jobs it deleted or that are already on their way out: nothing went wrong.
     finished_job_words = ("is already in deletion", "has registered the job", "has deleted job")
+    hold_option = "-h"
     unreachable_words = ("unable to contact qmaster", "unable to send message to qmaster", "commlib error")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -195,6 +196,9 @@ class SgeBackend(BatchBackend):
 
     def base_id(self, job_id: str) -> str:
         return parse.job_number(job_id)
+
+    def release_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["qrls", *sorted({parse.job_number(job_id) for job_id in job_ids}, key=int)]
 
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["qdel", *job_ids]

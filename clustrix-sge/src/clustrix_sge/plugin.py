@@ -24,13 +24,13 @@ def _sge(job: Job) -> SgeBackend | None:
 @hookimpl
 def clustrix_job_in_queue(job: Job) -> bool | None:
     backend = _sge(job)
-    return None if backend is None else backend.known(job.job_id)
+    return None if backend is None else backend.known(backend.scheduler_job(job.job_id))
 
 
 @hookimpl
 def clustrix_job_allocation(job: Job) -> Allocation | None:
     backend = _sge(job)
-    return None if backend is None else backend.allocation(job.job_id)
+    return None if backend is None else backend.allocation(backend.scheduler_job(job.job_id))
 
 
 @hookimpl
@@ -40,4 +40,4 @@ def clustrix_job_metrics(job: Job) -> JobMetrics | None:
         return None
     # A job that never ran (no runner record) will get no accounting record: do not wait for one.
     wait = ACCOUNTING_WAIT if job.meta is not None else 0.0
-    return backend.accounting_metrics(job.job_id, job.session.config.backend, wait)
+    return backend.accounting_metrics(backend.scheduler_job(job.job_id), job.session.config.backend, wait)

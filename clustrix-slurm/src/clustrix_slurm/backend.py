@@ -76,6 +76,7 @@ class SlurmBackend(BatchBackend):
     unknown_job_words = ("Invalid job id specified",)
     finished_job_words = ("already completing or completed",)
     # Words of Slurm's client library when the controller cannot be reached at all.
+    hold_option = "--hold"
     unreachable_words = ("Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -139,6 +140,9 @@ class SlurmBackend(BatchBackend):
 
     def base_id(self, job_id: str) -> str:
         return parse.base_id(job_id)
+
+    def release_command(self, job_ids: Sequence[str]) -> list[str]:
+        return ["scontrol", "release", *job_ids]
 
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]

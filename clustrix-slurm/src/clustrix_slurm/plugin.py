@@ -24,16 +24,20 @@ def _slurm(job: Job) -> SlurmBackend | None:
 @hookimpl
 def clustrix_job_in_queue(job: Job) -> bool | None:
     backend = _slurm(job)
-    return None if backend is None else backend.scontrol_record(job.job_id) is not None
+    return None if backend is None else backend.scontrol_record(backend.scheduler_job(job.job_id)) is not None
 
 
 @hookimpl
 def clustrix_job_allocation(job: Job) -> Allocation | None:
     backend = _slurm(job)
-    return None if backend is None else backend.allocation(job.job_id)
+    return None if backend is None else backend.allocation(backend.scheduler_job(job.job_id))
 
 
 @hookimpl
 def clustrix_job_metrics(job: Job) -> JobMetrics | None:
     backend = _slurm(job)
-    return None if backend is None else backend.accounting_metrics(job.job_id, job.session.config.backend)
+    return (
+        None
+        if backend is None
+        else backend.accounting_metrics(backend.scheduler_job(job.job_id), job.session.config.backend)
+    )

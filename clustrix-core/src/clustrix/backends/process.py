@@ -92,7 +92,7 @@ class ProcessBackend(Backend):
             return False
         return True
 
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
+    def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         """Each call is its own process group whatever ``chunksize`` says: starting one costs little here."""
         for job in jobs:
             if job.spec.resources.cores > self.cores:
