@@ -159,11 +159,12 @@ class WorkerBatch:
                 relaunch = True
                 waiting = JobStatus(JobState.PENDING, reason="its workers ended first; starting new ones")
             else:
-                first = next((tasks[t] for t in self.tasks if t in tasks), None)
+                # The latest worker's end says best why none is left (a relaunch that failed too).
+                last = next((tasks[t] for t in reversed(self.tasks) if t in tasks), None)
                 waiting = JobStatus(
-                    first.state if first else JobState.UNKNOWN,
-                    reason=f"{NO_WORKER_RAN}: {first.reason if first else 'the scheduler forgot the workers'}",
-                    exit_code=first.exit_code if first else None,
+                    last.state if last else JobState.UNKNOWN,
+                    reason=f"{NO_WORKER_RAN}: {last.reason if last else 'the scheduler forgot the workers'}",
+                    exit_code=last.exit_code if last else None,
                 )
         for index in unclaimed:
             statuses[index] = waiting
