@@ -61,7 +61,7 @@ def bring_back(kind: str) -> None:
 def slurm_queue(fn: ClusterFunction, job_ids: list[str]) -> list[str]:
     """The lines squeue still has for these jobs (their arrays), pending or running."""
     backend = fn.session().backend
-    bases = sorted({job_id.split("_")[0] for job_id in job_ids})
+    bases = sorted({job_id.split("_")[0].split("#")[0] for job_id in job_ids})
     result = backend.run(["squeue", "-h", "-r", "-j", ",".join(bases), "-o", "%i %T"])
     return [line for line in result.stdout.splitlines() if line.strip()]
 
@@ -173,9 +173,9 @@ def test_a_killed_client_s_jobs_are_reattached_from_a_new_process(cluster_profil
     futures = [clustrix.attach(job_id) for job_id in job_ids]
     assert [f.result(timeout=180) for f in futures] == [0, 2, 4]
     assert slurm_queue(cluster(profile=name)(slow), job_ids) == []
-    # Every call's directory is cleaned; the array's batch directory stays: only the client that
-    # submitted the array knew it, and it died.
-    assert [d for d in left_on_disk(workdir) if not d.startswith("batch-")] == []
+    # Every call's directory is cleaned, and the workers' batch directory with its record: this
+    # client found the batch from the record and followed all of its calls.
+    assert left_on_disk(workdir) == []
 
 
 def test_ctrl_c_during_a_100_call_map_leaves_nothing_in_the_queue(cluster_profile, private):

@@ -78,8 +78,11 @@ class BatchBackend(Backend):
     unknown_job_words: ClassVar[tuple[str, ...]] = ()
     finished_job_words: ClassVar[tuple[str, ...]] = ()
     unreachable_words: ClassVar[tuple[str, ...]] = ()
-    # The directive option that submits a job held, until ``release_command`` lets it start.
-    hold_option: ClassVar[str]
+    # Whether a map runs as workers that claim calls (else as static chunks, one call per task by
+    # default). A scheduler that claims calls must also be able to hold a job (``hold_option``)
+    # and release it (``release_command``): a job waiting for a call has no scheduler id to name.
+    claims_calls: ClassVar[bool] = True
+    hold_option: ClassVar[str] = ""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -95,6 +98,8 @@ class BatchBackend(Backend):
         # Batches of workers that claim calls, by call id prefix; the worker task each call ran in;
         # worker tasks seen ended (not asked about again).
         self._worker_batches: dict[str, workers.WorkerBatch] = {}
+        # A worker batch's directory -> its record's, removed with it.
+        self._records: dict[str, str] = {}
         self._ran_in: dict[str, str] = {}
         self._tasks_ended: dict[str, JobStatus] = {}
         # Jobs submitted held until the worker calls they wait for completed; how those calls ended.
@@ -147,9 +152,9 @@ class BatchBackend(Backend):
     def check_command(self) -> list[str]:
         """A cheap command that succeeds when the scheduler answers."""
 
-    @abc.abstractmethod
     def release_command(self, job_ids: Sequence[str]) -> list[str]:
-        """The command that lets held jobs (submitted with ``hold_option``) start."""
+        """The command that lets held jobs (submitted with ``hold_option``) start; needed when ``claims_calls``."""
+        raise NotImplementedError(f"{self.scheduler}: release_command")
 
     def max_array_size(self) -> int | None:
         """How many tasks one array may have here; None when there is no limit worth knowing."""
@@ -181,9 +186,13 @@ class BatchBackend(Backend):
             return self._specs.get(self.base_id(job_id))
 
     def scheduler_job(self, job_id: str) -> str:
-        """The scheduler's id for what ran ``job_id``: for a call claimed by a worker, that worker's task."""
+        """The scheduler's id for what runs ``job_id``.
+
+        For a call run by workers: the worker task that claimed it, or before that their first.
+        """
         with self.lock:
-            return self._ran_in.get(job_id, job_id)
+            batch = self._worker_batches.get(job_id.rpartition(workers.SEPARATOR)[0])
+            return self._ran_in.get(job_id) or (batch.tasks[0] if batch else job_id)
 
     def seen_running(self, job_id: str) -> bool:
         """Whether the last poll found the job RUNNING (a query may then distrust a PENDING record)."""
@@ -193,7 +202,7 @@ class BatchBackend(Backend):
     # -- submission -------------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
-        if chunksize is None and len(jobs) > 1:
+        if chunksize is None and len(jobs) > 1 and self.claims_calls:
             return self._submit_workers(jobs)
         chunksize = chunksize or 1
         chunks = [list(jobs[i : i + chunksize]) for i in range(0, len(jobs), chunksize)]
@@ -243,10 +252,31 @@ class BatchBackend(Backend):
             template=attrs.evolve(jobs[0], after=()),
         )
         ids = [workers.call_id(array_id, index) for index in range(len(jobs))]
+        self._write_record(batch)
         with self.lock:
             self._worker_batches[array_id] = batch
             self._batches[batch_dir] = set(ids)
+            self._records[batch_dir] = workers.record_directory(self.workdir, array_id)
         return ids
+
+    def _write_record(self, batch: workers.WorkerBatch) -> None:
+        record = workers.record_directory(self.workdir, batch.prefix)
+        self.transport.make_dirs([record], 0o700)
+        self.transport.write_files({f"{record}/batch.json": batch.record()}, 0o600)
+
+    def _adopt(self, prefix: str) -> workers.WorkerBatch | None:
+        """A batch another client submitted, from its record (for ``clustrix.attach``); None if there is none."""
+        try:
+            data = self.transport.read_file(f"{workers.record_directory(self.workdir, prefix)}/batch.json")
+        except FileNotFoundError:
+            return None
+        batch = workers.WorkerBatch.from_record(data)
+        with self.lock:
+            if prefix not in self._worker_batches:
+                # Cleaned by this client too once every call of it ended (when it follows them all).
+                self._batches[batch.directory] = {workers.call_id(prefix, i) for i in range(batch.calls)}
+                self._records[batch.directory] = workers.record_directory(self.workdir, prefix)
+            return self._worker_batches.setdefault(prefix, batch)
 
     def _launch_workers(
         self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
@@ -377,11 +407,12 @@ class BatchBackend(Backend):
         plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
         calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
         with self.lock:
-            batches = {
-                prefix: self._worker_batches[prefix]
-                for prefix in {job_id.rpartition(workers.SEPARATOR)[0] for job_id in calls}
-                if prefix in self._worker_batches
-            }
+            prefixes = {job_id.rpartition(workers.SEPARATOR)[0] for job_id in calls}
+            batches = {prefix: self._worker_batches.get(prefix) for prefix in prefixes}
+        for prefix in [prefix for prefix, batch in batches.items() if batch is None]:
+            batches[prefix] = self._adopt(prefix)
+        batches = {prefix: batch for prefix, batch in batches.items() if batch is not None}
+        with self.lock:
             tasks = [t for batch in batches.values() for t in batch.tasks if t not in self._tasks_ended]
         found = self.query(plain + tasks) if plain or tasks else {}
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
@@ -420,11 +451,12 @@ class BatchBackend(Backend):
                 statuses[workers.call_id(prefix, index)] = status
             if drain:
                 self._drain(batch, drain)
-            if relaunch:
+            if relaunch and batch.template is not None:
                 unclaimed = sum(1 for status in by_index.values() if status.state is JobState.PENDING)
                 size = min(unclaimed, batch.size)
                 _, new = self._launch_workers([batch.template], batch.directory, size, batch.launches)
                 batch.relaunched(new, len(listing.claimed))
+                self._write_record(batch)
                 self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
             if all(status.state.finished for status in by_index.values()):
                 with self.lock:
@@ -510,11 +542,14 @@ class BatchBackend(Backend):
                     ended.append(batch_dir)
             for batch_dir in ended:
                 del self._batches[batch_dir]
+            records = {batch_dir: self._records.pop(batch_dir, None) for batch_dir in ended}
         for batch_dir in ended:
             failed = batch_dir in self._batch_failed
             self._batch_failed.discard(batch_dir)
             if self.config.should_clean(not failed):
                 self.transport.remove_tree(batch_dir)
+                if records[batch_dir]:
+                    self.transport.remove_tree(records[batch_dir])
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         tasks = self._cancel_calls([j for j in job_ids if workers.is_call_id(j)])

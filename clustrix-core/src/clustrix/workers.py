@@ -11,6 +11,8 @@ Call ids are ``<first task's array id>#<index>``: the scheduler never sees them.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -20,6 +22,7 @@ from clustrix.backend import StagedJob
 from clustrix.state import JobState, JobStatus
 
 SEPARATOR = "#"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]-]")
 NO_WORKER_RAN = "no worker ran it"
 
 # Each batch's files, one ``@ DIR`` line then ``KIND NAME`` lines; a missing directory lists nothing.
@@ -112,8 +115,9 @@ class WorkerBatch:
     # Worker tasks per launch: the first array's size, the most ever started again at once.
     size: int
     tasks: list[str]
-    # A call of the batch without its dependencies: what a later launch of workers is made from.
-    template: StagedJob
+    # A call of the batch without its dependencies: what a later launch of workers is made from;
+    # None in a client that attached to the batch (it cannot launch workers).
+    template: StagedJob | None
     # Claims seen when workers were last launched: launch again only after progress, so it ends.
     claims_at_launch: int = 0
     launches: int = 1
@@ -124,6 +128,15 @@ class WorkerBatch:
     def width(self) -> int:
         """Digits in a call's queue file name."""
         return len(str(self.calls))
+
+    def record(self) -> bytes:
+        """What another client needs to follow the batch (``clustrix.attach``), as JSON."""
+        fields = ("directory", "prefix", "calls", "size", "tasks", "claims_at_launch", "launches")
+        return json.dumps({name: getattr(self, name) for name in fields}).encode()
+
+    @classmethod
+    def from_record(cls, data: bytes) -> WorkerBatch:
+        return cls(**json.loads(data), template=None)
 
     def relaunched(self, tasks: Sequence[str], claims: int) -> None:
         self.tasks += tasks
@@ -154,7 +167,7 @@ class WorkerBatch:
         relaunch = False
         waiting = JobStatus(JobState.PENDING, reason="waiting for a worker")
         if unclaimed and not active:
-            if len(listing.claimed) > self.claims_at_launch:
+            if len(listing.claimed) > self.claims_at_launch and self.template is not None:
                 # Workers ran but all ended with calls left (killed, or out of time): start more.
                 relaunch = True
                 waiting = JobStatus(JobState.PENDING, reason="its workers ended first; starting new ones")
@@ -193,6 +206,11 @@ def _claimed_status(worker: str, tasks: Mapping[str, JobStatus]) -> JobStatus:
     state = status.state if status.state in _KILL_STATES else JobState.FAILED
     why = f": {status.reason}" if status.reason else ""
     return JobStatus(state, reason=f"its worker {worker} ended {status.state.value} during the call{why}")
+
+
+def record_directory(workdir: str, prefix: str) -> str:
+    """Where a batch's record is found from its calls' ids."""
+    return f"{workdir}/workers-{_UNSAFE.sub('_', prefix)}"
 
 
 def listing_command(batch_dirs: Sequence[str]) -> list[str]:
