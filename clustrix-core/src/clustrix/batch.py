@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import abc
 import datetime
-import importlib.resources
 import re
 import shlex
 import threading
@@ -50,14 +49,11 @@ from clustrix.state import JobState, JobStatus
 from clustrix.transport import CommandResult
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
 # A worker task asks for this many times a call's time limit: after one call that used its
 # whole limit it could take no other (a call starts only if its full limit still fits).
 WORKER_TIME_FACTOR = 2
 # Ends of calls run by workers remembered for jobs that wait for them (the oldest go first).
 CALL_ENDS_KEPT = 100_000
-# How much of a worker's own output explains why no worker ran a call.
-WORKER_OUTPUT_TAIL = 2000
 
 
 class BatchBackend(Backend):
@@ -95,13 +91,7 @@ class BatchBackend(Backend):
         self._batch_failed: set[str] = set()
         # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
         self._running_seen: set[str] = set()
-        # Batches of workers that claim calls, by call id prefix; the worker task each call ran in;
-        # worker tasks seen ended (not asked about again).
-        self._worker_batches: dict[str, workers.WorkerBatch] = {}
-        # A worker batch's directory -> its record's, removed with it.
-        self._records: dict[str, str] = {}
-        self._ran_in: dict[str, str] = {}
-        self._tasks_ended: dict[str, JobStatus] = {}
+        self.pool = workers.WorkerPool(self)
         # Jobs submitted held until the worker calls they wait for completed; how those calls ended.
         self._held_for_calls: dict[str, set[str]] = {}
         self._calls_ended: dict[str, JobState] = {}
@@ -190,9 +180,7 @@ class BatchBackend(Backend):
 
         For a call run by workers: the worker task that claimed it, or before that their first.
         """
-        with self.lock:
-            batch = self._worker_batches.get(job_id.rpartition(workers.SEPARATOR)[0])
-            return self._ran_in.get(job_id) or (batch.tasks[0] if batch else job_id)
+        return self.pool.scheduler_job(job_id)
 
     def seen_running(self, job_id: str) -> bool:
         """Whether the last poll found the job RUNNING (a query may then distrust a PENDING record)."""
@@ -203,7 +191,7 @@ class BatchBackend(Backend):
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         if chunksize is None and len(jobs) > 1 and self.claims_calls:
-            return self._submit_workers(jobs)
+            return self.pool.submit(jobs, min(len(jobs), self.max_array_size() or len(jobs)))
         chunksize = chunksize or 1
         chunks = [list(jobs[i : i + chunksize]) for i in range(0, len(jobs), chunksize)]
         if len(chunks) == 1:
@@ -231,54 +219,7 @@ class BatchBackend(Backend):
             self._batches[batch_dir] = set(ids)
         return ids
 
-    def _submit_workers(self, jobs: Sequence[StagedJob]) -> list[str]:
-        """One array of worker tasks (one per call, up to the scheduler's maximum) sharing one queue."""
-        batch_dir = f"{self.workdir}/batch-{uuid.uuid4().hex}"
-        self.transport.make_dirs([batch_dir, *workers.subdirectories(batch_dir)], 0o700)
-        try:
-            self.transport.write_files(workers.queue_files(batch_dir, [job.directory for job in jobs]), 0o600)
-            self.transport.write_files({f"{batch_dir}/runner.py": _RUNNER_SOURCE}, 0o600)
-            size = min(len(jobs), self.max_array_size() or len(jobs))
-            array_id, tasks = self._launch_workers(jobs, batch_dir, size, 0)
-        except BaseException:
-            self.transport.remove_tree(batch_dir)
-            raise
-        batch = workers.WorkerBatch(
-            directory=batch_dir,
-            prefix=array_id,
-            calls=len(jobs),
-            size=size,
-            tasks=tasks,
-            template=attrs.evolve(jobs[0], after=()),
-        )
-        ids = [workers.call_id(array_id, index) for index in range(len(jobs))]
-        self._write_record(batch)
-        with self.lock:
-            self._worker_batches[array_id] = batch
-            self._batches[batch_dir] = set(ids)
-            self._records[batch_dir] = workers.record_directory(self.workdir, array_id)
-        return ids
-
-    def _write_record(self, batch: workers.WorkerBatch) -> None:
-        record = workers.record_directory(self.workdir, batch.prefix)
-        self.transport.make_dirs([record], 0o700)
-        self.transport.write_files({f"{record}/batch.json": batch.record()}, 0o600)
-
-    def _adopt(self, prefix: str) -> workers.WorkerBatch | None:
-        """A batch another client submitted, from its record (for ``clustrix.attach``); None if there is none."""
-        try:
-            data = self.transport.read_file(f"{workers.record_directory(self.workdir, prefix)}/batch.json")
-        except FileNotFoundError:
-            return None
-        batch = workers.WorkerBatch.from_record(data)
-        with self.lock:
-            if prefix not in self._worker_batches:
-                # Cleaned by this client too once every call of it ended (when it follows them all).
-                self._batches[batch.directory] = {workers.call_id(prefix, i) for i in range(batch.calls)}
-                self._records[batch.directory] = workers.record_directory(self.workdir, prefix)
-            return self._worker_batches.setdefault(prefix, batch)
-
-    def _launch_workers(
+    def launch_workers(
         self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
     ) -> tuple[str, list[str]]:
         """Submit an array of ``size`` workers for the batch; its id and its tasks' ids."""
@@ -302,13 +243,12 @@ class BatchBackend(Backend):
         ]
         script = f"{batch_dir}/workers-{number}.sh"
         self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
-        out = self._worker_output(batch_dir, number)
+        out = f"{batch_dir}/{self.scheduler.lower()}-workers-{number}.out"
         array_id = self._submit_script(script, spec, out, out, jobs)
         return array_id, [self.task_id(array_id, first + index) for index in range(size)]
 
-    def _worker_output(self, batch_dir: str, number: int) -> str:
-        """One file for a launch's workers: setup's output and anything the workers say outside calls."""
-        return f"{batch_dir}/{self.scheduler.lower()}-workers-{number}.out"
+    def worker_output(self, batch_dir: str) -> str:
+        return f"{batch_dir}/{self.scheduler.lower()}-workers-0.out"
 
     def job_name(self, spec: JobSpec) -> str:
         """``spec.name`` reduced to what every scheduler accepts in a name, and to its length limit."""
@@ -406,62 +346,17 @@ class BatchBackend(Backend):
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
         calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
-        with self.lock:
-            prefixes = {job_id.rpartition(workers.SEPARATOR)[0] for job_id in calls}
-            batches = {prefix: self._worker_batches.get(prefix) for prefix in prefixes}
-        for prefix in [prefix for prefix, batch in batches.items() if batch is None]:
-            batches[prefix] = self._adopt(prefix)
-        batches = {prefix: batch for prefix, batch in batches.items() if batch is not None}
-        with self.lock:
-            tasks = [t for batch in batches.values() for t in batch.tasks if t not in self._tasks_ended]
+        tasks = self.pool.tasks_to_ask(calls)
         found = self.query(plain + tasks) if plain or tasks else {}
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
         statuses = {job_id: found.get(job_id, unknown) for job_id in plain}
-        statuses.update(self._call_statuses(calls, batches, found))
+        statuses.update(self.pool.statuses(calls, found))
         self._settle_held(statuses)
         with self.lock:
             self._running_seen |= {j for j, status in statuses.items() if status.state is JobState.RUNNING}
             self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
         self._clean_batches(statuses)
         return statuses
-
-    def _call_statuses(
-        self, calls: Sequence[str], batches: Mapping[str, workers.WorkerBatch], found: Mapping[str, JobStatus]
-    ) -> dict[str, JobStatus]:
-        """The status of calls run by workers, from their batch directories and their workers' tasks."""
-        unknown = JobStatus(JobState.UNKNOWN, reason="not submitted by this client: its result file decides")
-        statuses = dict.fromkeys(calls, unknown)
-        if not batches:
-            return statuses
-        listed = self.transport.run(workers.listing_command([batch.directory for batch in batches.values()]))
-        listings = workers.parse_listing(listed.check(BackendUnavailableError, "reading the workers' files").stdout)
-        for prefix, batch in batches.items():
-            with self.lock:
-                self._tasks_ended.update((t, s) for t, s in found.items() if t in batch.tasks and s.state.finished)
-                tasks = {t: self._tasks_ended.get(t) or found.get(t) for t in batch.tasks}
-            listing = listings.get(batch.directory) or workers.Listing({}, {}, frozenset())
-            by_index, drain, relaunch = batch.statuses(listing, {t: s for t, s in tasks.items() if s is not None})
-            with self.lock:
-                self._ran_in.update(
-                    (workers.call_id(prefix, index), worker) for index, worker in listing.claimed.items()
-                )
-            for index, status in by_index.items():
-                if status.reason.startswith(workers.NO_WORKER_RAN):
-                    status = attrs.evolve(status, reason=f"{status.reason}{self._workers_said(batch)}")
-                statuses[workers.call_id(prefix, index)] = status
-            if drain:
-                self._drain(batch, drain)
-            if relaunch and batch.template is not None:
-                unclaimed = sum(1 for status in by_index.values() if status.state is JobState.PENDING)
-                size = min(unclaimed, batch.size)
-                _, new = self._launch_workers([batch.template], batch.directory, size, batch.launches)
-                batch.relaunched(new, len(listing.claimed))
-                self._write_record(batch)
-                self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
-            if all(status.state.finished for status in by_index.values()):
-                with self.lock:
-                    self._worker_batches.pop(prefix, None)
-        return {job_id: statuses[job_id] for job_id in calls}
 
     def _settle_held(self, statuses: Mapping[str, JobStatus]) -> None:
         """Release held jobs whose worker calls all COMPLETED; cancel those with one that did not.
@@ -495,41 +390,6 @@ class BatchBackend(Backend):
                 for held in ids:
                     self._held_for_calls.pop(held, None)
 
-    def _workers_said(self, batch: workers.WorkerBatch) -> str:
-        try:
-            tail = self.transport.read_file(self._worker_output(batch.directory, 0), tail=WORKER_OUTPUT_TAIL)
-        except FileNotFoundError:
-            return ""
-        said = tail.decode(errors="replace").strip()
-        return f"; the workers' output: {said}" if said else ""
-
-    def _drain(self, batch: workers.WorkerBatch, pending: list[str]) -> None:
-        """Every call is claimed: the workers that never started are not needed."""
-        try:
-            self.cancel(pending)
-        except BackendUnavailableError as exc:
-            # They start, find nothing to claim and end: only their scheduling is wasted.
-            self.log.warning("could not cancel idle workers", batch=batch.directory, error=str(exc))
-
-    def _cancel_calls(self, calls: Sequence[str]) -> list[str]:
-        """Cancel calls that workers run; the worker tasks to cancel too (when none of their calls is left)."""
-        by_prefix: dict[str, list[int]] = {}
-        for job_id in calls:
-            prefix, _, index = job_id.rpartition(workers.SEPARATOR)
-            by_prefix.setdefault(prefix, []).append(int(index))
-        tasks = []
-        for prefix, indices in by_prefix.items():
-            with self.lock:
-                batch = self._worker_batches.get(prefix)
-                ended = set(self._tasks_ended)
-            if batch is None:
-                continue
-            command = workers.cancel_command(batch.directory, indices, batch.width)
-            self.transport.run(command).check(BackendUnavailableError, "cancelling calls")
-            if batch.finished | set(indices) >= set(range(batch.calls)):
-                tasks += [t for t in batch.tasks if t not in ended]
-        return tasks
-
     def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
         ended = []
         with self.lock:
@@ -542,17 +402,14 @@ class BatchBackend(Backend):
                     ended.append(batch_dir)
             for batch_dir in ended:
                 del self._batches[batch_dir]
-            records = {batch_dir: self._records.pop(batch_dir, None) for batch_dir in ended}
         for batch_dir in ended:
             failed = batch_dir in self._batch_failed
             self._batch_failed.discard(batch_dir)
             if self.config.should_clean(not failed):
                 self.transport.remove_tree(batch_dir)
-                if records[batch_dir]:
-                    self.transport.remove_tree(records[batch_dir])
 
     def cancel(self, job_ids: Sequence[str]) -> None:
-        tasks = self._cancel_calls([j for j in job_ids if workers.is_call_id(j)])
+        tasks = self.pool.cancel([j for j in job_ids if workers.is_call_id(j)])
         job_ids = [*tasks, *(j for j in job_ids if not workers.is_call_id(j))]
         if not job_ids:
             return

@@ -45,6 +45,8 @@ class Job:
     reads_from: tuple[Job, ...] = attrs.field(default=(), repr=False)
     dependants: int = 0
     clean_when_released: bool = False
+    # The user asked to cancel it: ending CANCELLED then cancels its future instead of failing it.
+    cancel_requested: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.history.append((self.status.state, self.submitted_at))
@@ -96,6 +98,8 @@ class ClusterFuture(concurrent.futures.Future):
 
     def mark_cancelled(self) -> bool:
         """Cancel the future only, once its job has been cancelled on the cluster."""
+        if self.cancelled():
+            return True  # the job's end, seen first, already did
         if not super().cancel():
             return False
         # Without this, concurrent.futures.wait() and as_completed() never count it as done.

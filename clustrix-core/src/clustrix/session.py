@@ -25,6 +25,7 @@ from clustrix.errors import (
     ClustrixError,
     ConfigError,
     DependencyFailedError,
+    JobCancelledError,
     SerializationError,
 )
 from clustrix.job import ClusterFuture, Job
@@ -302,6 +303,8 @@ class ClusterSession:
         try:
             if done.ok:
                 future.set_result(done.value)
+            elif job.cancel_requested and isinstance(done.exception, JobCancelledError):
+                future.mark_cancelled()
             else:
                 future.set_exception(done.exception)
         except concurrent.futures.InvalidStateError:
@@ -331,6 +334,8 @@ class ClusterSession:
     # -- user requests ------------------------------------------------------------------
 
     def cancel(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            job.cancel_requested = True
         self.backend.cancel(list(dict.fromkeys(job.job_id for job in jobs)))
         for job in jobs:
             self._log.info("job cancel requested", job_id=job.job_id)

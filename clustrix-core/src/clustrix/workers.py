@@ -1,25 +1,42 @@
 """The client's side of workers that claim calls: a batch's files, and each call's state from them.
 
-A ``map`` on a batch scheduler runs as one array of worker tasks sharing one batch
-directory (the runner's ``work`` is the other side). A call's state is then not any
-task's state: it is read from the batch directory (claimed by which worker, ended how,
-cancelled) together with the state of the worker that claimed it. One listing command
-per poll reads every batch's files; the scheduler is asked about worker tasks only.
+A ``map`` runs as workers sharing one batch directory (the runner's ``work`` is the other
+side): an array of worker tasks on a batch scheduler, a few worker processes on the
+process backends. A call's state is then not any task's state: it is read from the batch
+directory (claimed by which worker, ended how, cancelled) together with the state of the
+worker that claimed it. One listing command per poll reads every batch's files; the
+scheduler is asked about worker tasks only. ``WorkerPool`` does this for a backend that
+can launch and cancel workers (``Launcher``).
 
-Call ids are ``<first task's array id>#<index>``: the scheduler never sees them.
+Call ids are ``<prefix>#<index>`` (the prefix: the first workers' array id, or the batch's
+name): the scheduler never sees them.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
+import threading
+import uuid
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from clustrix import runner
 from clustrix.backend import StagedJob
+from clustrix.errors import BackendUnavailableError
+from clustrix.log import get_logger
 from clustrix.state import JobState, JobStatus
+
+if TYPE_CHECKING:
+    from clustrix.config import ClusterConfig
+    from clustrix.transport import Transport
+
+_RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
+# How much of the workers' own output explains why no worker ran a call.
+WORKER_OUTPUT_TAIL = 2000
 
 SEPARATOR = "#"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]-]")
@@ -219,3 +236,205 @@ def listing_command(batch_dirs: Sequence[str]) -> list[str]:
 
 def cancel_command(batch_dir: str, indices: Sequence[int], width: int) -> list[str]:
     return ["sh", "-c", CANCEL, "sh", batch_dir, *(f"{index:0{width}d}" for index in indices)]
+
+
+class Launcher(Protocol):
+    """What a backend gives ``WorkerPool``: where things are, and how workers start and end."""
+
+    config: ClusterConfig
+    transport: Transport
+
+    @property
+    def workdir(self) -> str: ...
+
+    def launch_workers(
+        self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
+    ) -> tuple[str, list[str]]:
+        """Start ``size`` workers on ``batch_dir`` (launch ``number``); a prefix for call ids, and their ids."""
+
+    def worker_output(self, batch_dir: str) -> str:
+        """A file where the first workers' own output (setup included) lands."""
+
+    def cancel(self, job_ids: Sequence[str]) -> None: ...
+
+
+class WorkerPool:
+    """A backend's worker batches: submitted, followed (re-attached from records too), cancelled, cleaned."""
+
+    def __init__(self, backend: Launcher) -> None:
+        self.backend = backend
+        self.lock = threading.Lock()
+        self._batches: dict[str, WorkerBatch] = {}
+        # The worker each call was claimed by; worker tasks seen ended (not asked about again).
+        self._ran_in: dict[str, str] = {}
+        self._tasks_ended: dict[str, JobStatus] = {}
+        # Each batch's calls not yet seen ended, and whether one failed: it is cleaned after the last.
+        self._unfinished: dict[str, set[int]] = {}
+        self._failed: set[str] = set()
+        self.log = get_logger(cluster=backend.config.label)
+
+    def submit(self, jobs: Sequence[StagedJob], size: int) -> list[str]:
+        """Queue the calls in a new batch directory and launch ``size`` workers; the calls' ids."""
+        transport = self.backend.transport
+        batch_dir = f"{self.backend.workdir}/batch-{uuid.uuid4().hex}"
+        transport.make_dirs([batch_dir, *subdirectories(batch_dir)], 0o700)
+        try:
+            transport.write_files(queue_files(batch_dir, [job.directory for job in jobs]), 0o600)
+            transport.write_files({f"{batch_dir}/runner.py": _RUNNER_SOURCE}, 0o600)
+            prefix, tasks = self.backend.launch_workers(jobs, batch_dir, size, 0)
+        except BaseException:
+            transport.remove_tree(batch_dir)
+            raise
+        batch = WorkerBatch(batch_dir, prefix, len(jobs), size, tasks, template=attrs.evolve(jobs[0], after=()))
+        self._write_record(batch)
+        with self.lock:
+            self._batches[prefix] = batch
+            self._unfinished[prefix] = set(range(len(jobs)))
+        return [call_id(prefix, index) for index in range(len(jobs))]
+
+    def tasks_to_ask(self, calls: Sequence[str]) -> list[str]:
+        """The worker tasks whose state the next ``statuses`` needs (batches of other clients adopted)."""
+        prefixes = {job_id.rpartition(SEPARATOR)[0] for job_id in calls}
+        for prefix in prefixes:
+            with self.lock:
+                known = prefix in self._batches
+            if not known:
+                self._adopt(prefix)
+        with self.lock:
+            return [
+                t
+                for prefix in prefixes
+                if prefix in self._batches
+                for t in self._batches[prefix].tasks
+                if t not in self._tasks_ended
+            ]
+
+    def statuses(self, calls: Sequence[str], found: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
+        """Each call's status from its batch's files and ``found`` (the state of ``tasks_to_ask``'s tasks)."""
+        unknown = JobStatus(JobState.UNKNOWN, reason="not a batch this client knows: its result file decides")
+        statuses = dict.fromkeys(calls, unknown)
+        with self.lock:
+            batches = {
+                prefix: self._batches[prefix]
+                for prefix in {job_id.rpartition(SEPARATOR)[0] for job_id in calls}
+                if prefix in self._batches
+            }
+        if not batches:
+            return statuses
+        listed = self.backend.transport.run(listing_command([batch.directory for batch in batches.values()]))
+        listings = parse_listing(listed.check(BackendUnavailableError, "reading the workers' files").stdout)
+        for prefix, batch in batches.items():
+            with self.lock:
+                self._tasks_ended.update((t, s) for t, s in found.items() if t in batch.tasks and s.state.finished)
+                tasks = {t: s for t in batch.tasks if (s := self._tasks_ended.get(t) or found.get(t)) is not None}
+            listing = listings.get(batch.directory) or Listing({}, {}, frozenset())
+            by_index, drain, relaunch = batch.statuses(listing, tasks)
+            with self.lock:
+                self._ran_in.update((call_id(prefix, index), worker) for index, worker in listing.claimed.items())
+            for index, status in by_index.items():
+                if status.reason.startswith(NO_WORKER_RAN):
+                    status = attrs.evolve(status, reason=f"{status.reason}{self._workers_said(batch)}")
+                statuses[call_id(prefix, index)] = status
+            if drain:
+                self._drain(batch, drain)
+            if relaunch:
+                self._relaunch(batch, by_index, len(listing.claimed))
+            self._clean(prefix, batch, by_index)
+        return {job_id: statuses[job_id] for job_id in calls}
+
+    def cancel(self, calls: Sequence[str]) -> list[str]:
+        """Cancel calls; the worker tasks to cancel with them (those of a batch with no call left)."""
+        by_prefix: dict[str, list[int]] = {}
+        for job_id in calls:
+            prefix, _, index = job_id.rpartition(SEPARATOR)
+            by_prefix.setdefault(prefix, []).append(int(index))
+        tasks = []
+        for prefix, indices in by_prefix.items():
+            with self.lock:
+                batch = self._batches.get(prefix)
+                ended = set(self._tasks_ended)
+            if batch is None:
+                continue
+            command = cancel_command(batch.directory, indices, batch.width)
+            self.backend.transport.run(command).check(BackendUnavailableError, "cancelling calls")
+            if batch.finished | set(indices) >= set(range(batch.calls)):
+                tasks += [t for t in batch.tasks if t not in ended]
+        return tasks
+
+    def knows(self, job_id: str) -> bool:
+        """Whether the call's batch is followed here (adopted from its record if need be)."""
+        prefix = job_id.rpartition(SEPARATOR)[0]
+        self.tasks_to_ask([job_id])
+        with self.lock:
+            return prefix in self._batches
+
+    def scheduler_job(self, job_id: str) -> str:
+        """The worker task that claimed the call ``job_id`` or, before that, its batch's first."""
+        with self.lock:
+            batch = self._batches.get(job_id.rpartition(SEPARATOR)[0])
+            return self._ran_in.get(job_id) or (batch.tasks[0] if batch else job_id)
+
+    def _relaunch(self, batch: WorkerBatch, by_index: Mapping[int, JobStatus], claims: int) -> None:
+        assert batch.template is not None
+        unclaimed = sum(1 for status in by_index.values() if status.state is JobState.PENDING)
+        size = min(unclaimed, batch.size)
+        _, new = self.backend.launch_workers([batch.template], batch.directory, size, batch.launches)
+        batch.relaunched(new, claims)
+        self._write_record(batch)
+        self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
+
+    def _drain(self, batch: WorkerBatch, idle: list[str]) -> None:
+        """Every call is claimed: the workers that never started are not needed."""
+        try:
+            self.backend.cancel(idle)
+        except BackendUnavailableError as exc:
+            # They start, find nothing to claim and end: only their scheduling is wasted.
+            self.log.warning("could not cancel idle workers", batch=batch.directory, error=str(exc))
+
+    def _clean(self, prefix: str, batch: WorkerBatch, by_index: Mapping[int, JobStatus]) -> None:
+        """Forget a batch whose calls all ended; remove its directory and record by the profile's policy."""
+        with self.lock:
+            waiting = self._unfinished.get(prefix)
+            if waiting is None:
+                return
+            for index in [i for i in waiting if i in by_index and by_index[i].state.finished]:
+                waiting.discard(index)
+                if by_index[index].state is not JobState.COMPLETED:
+                    self._failed.add(prefix)
+            if waiting:
+                return
+            del self._unfinished[prefix]
+            del self._batches[prefix]
+            failed = prefix in self._failed
+            self._failed.discard(prefix)
+        if self.backend.config.should_clean(not failed):
+            self.backend.transport.remove_tree(batch.directory)
+            self.backend.transport.remove_tree(record_directory(self.backend.workdir, prefix))
+
+    def _write_record(self, batch: WorkerBatch) -> None:
+        record = record_directory(self.backend.workdir, batch.prefix)
+        self.backend.transport.make_dirs([record], 0o700)
+        self.backend.transport.write_files({f"{record}/batch.json": batch.record()}, 0o600)
+
+    def _adopt(self, prefix: str) -> None:
+        """Follow a batch another client submitted, from its record (for ``clustrix.attach``)."""
+        try:
+            data = self.backend.transport.read_file(f"{record_directory(self.backend.workdir, prefix)}/batch.json")
+        except FileNotFoundError:
+            return
+        batch = WorkerBatch.from_record(data)
+        with self.lock:
+            if prefix not in self._batches:
+                self._batches[prefix] = batch
+                # Cleaned by this client too once every call of it ended (when it follows them all).
+                self._unfinished[prefix] = set(range(batch.calls))
+
+    def _workers_said(self, batch: WorkerBatch) -> str:
+        try:
+            tail = self.backend.transport.read_file(
+                self.backend.worker_output(batch.directory), tail=WORKER_OUTPUT_TAIL
+            )
+        except FileNotFoundError:
+            return ""
+        said = tail.decode(errors="replace").strip()
+        return f"; the workers' output: {said}" if said else ""

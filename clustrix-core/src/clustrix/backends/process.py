@@ -5,6 +5,11 @@ backend (over SSH). The client keeps the queue: never more cores in use than the
 has. The host keeps the truth: each job's ``job.sh`` records its pid (= its process
 group), its exit code, and markers for a time-limit kill or a memory error, so one
 shell command per poll reads the state of every job, and jobs survive a lost client.
+
+A ``map`` runs as workers (``clustrix.workers``): as many worker process groups as the
+host's cores hold, each claiming calls and running each in a child of one interpreter,
+instead of an interpreter per call. A worker is a job like any other here, keyed
+``<batch>:w<launch>-<n>`` in ``<batch>/w<launch>-<n>``, with the same records.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import shlex
 import threading
 from collections.abc import Sequence
 
+from clustrix import workers
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.state import JobState, JobStatus
@@ -69,6 +75,7 @@ class ProcessBackend(Backend):
         # Cores held by the jobs this client started and has not yet seen end.
         self._running: dict[str, int] = {}
         self._ended: dict[str, JobStatus] = {}
+        self.pool = workers.WorkerPool(self)
 
     @property
     def cores(self) -> int:
@@ -82,7 +89,9 @@ class ProcessBackend(Backend):
         return f"{self.cores} cores"
 
     def knows(self, key: str) -> bool:
-        """Queued here, or started on the host (its pid file exists)."""
+        """Queued here, or started on the host (its pid file exists), or a call of a batch of workers."""
+        if workers.is_call_id(key):
+            return self.pool.knows(key)
         with self._lock:
             if any(job.key == key for job in self._queue):
                 return True
@@ -93,18 +102,59 @@ class ProcessBackend(Backend):
         return True
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
-        """Each call is its own process group whatever ``chunksize`` says: starting one costs little here."""
+        """A batch runs as workers; a single call, or any ``chunksize``, as one process group per call."""
         for job in jobs:
             if job.spec.resources.cores > self.cores:
                 raise SubmissionError(f"job asks for {job.spec.resources.cores} cores but the host has {self.cores}")
+        if chunksize is None and len(jobs) > 1:
+            return self.pool.submit(jobs, min(len(jobs), max(1, self.cores // jobs[0].spec.resources.cores)))
         self.transport.write_files({f"{job.directory}/job.sh": self._script(job).encode() for job in jobs}, 0o700)
         with self._lock:
             self._queue.extend(jobs)
             self._launch_ready()
         return [job.key for job in jobs]
 
+    def launch_workers(
+        self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
+    ) -> tuple[str, list[str]]:
+        """Queue ``size`` worker jobs (started as cores free up, after ``jobs``' dependencies)."""
+        spec = jobs[0].spec
+        after = tuple(dict.fromkeys(upstream for job in jobs for upstream in job.after))
+        name = batch_dir.rpartition("/")[2]
+        started = [
+            StagedJob(key=f"{name}:w{number}-{n}", directory=f"{batch_dir}/w{number}-{n}", spec=spec, after=after)
+            for n in range(size)
+        ]
+        self.transport.make_dirs([worker.directory for worker in started], 0o700)
+        scripts = {f"{w.directory}/job.sh": self._script(w, batch_dir).encode() for w in started}
+        self.transport.write_files(scripts, 0o700)
+        with self._lock:
+            self._queue.extend(started)
+            self._launch_ready()
+        return name, [worker.key for worker in started]
+
+    def job_directory(self, key: str) -> str:
+        """A worker's key is ``<batch>:<worker>`` (no slash: the worker's claims carry it in file names)."""
+        batch, _, worker = key.partition(":")
+        return f"{self.workdir}/{batch}/{worker}" if worker else super().job_directory(key)
+
+    def worker_output(self, batch_dir: str) -> str:
+        return f"{batch_dir}/w0-0/stderr"
+
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Jobs still queued here are PENDING; every other job is read from its directory."""
+        """Jobs still queued here are PENDING; every other job is read from its directory; calls from workers."""
+        calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
+        plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
+        tasks = self.pool.tasks_to_ask(calls)
+        statuses = self._poll_jobs(plain + tasks)
+        by_call = self.pool.statuses(calls, statuses)
+        with self._lock:
+            # Jobs waiting for calls (``after``) start once those ended COMPLETED.
+            self._ended.update((call, status) for call, status in by_call.items() if status.state.finished)
+            self._launch_ready()
+        return {**{job_id: statuses[job_id] for job_id in plain}, **by_call}
+
+    def _poll_jobs(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         with self._lock:
             queued = {job.key for job in self._queue}
             statuses = {key: self._ended[key] for key in job_ids if key in self._ended}
@@ -118,6 +168,8 @@ class ProcessBackend(Backend):
             return statuses
 
     def cancel(self, job_ids: Sequence[str]) -> None:
+        tasks = self.pool.cancel([j for j in job_ids if workers.is_call_id(j)])
+        job_ids = [*tasks, *(j for j in job_ids if not workers.is_call_id(j))]
         with self._lock:
             for job in [j for j in self._queue if j.key in job_ids]:
                 self._queue.remove(job)
@@ -179,36 +231,45 @@ class ProcessBackend(Backend):
             self._running.pop(key, None)
         return statuses
 
-    def _script(self, job: StagedJob) -> str:
-        """``job.sh``: environment, setup, limits, the runner, and the record of how it ended."""
+    def _script(self, job: StagedJob, batch_dir: str | None = None) -> str:
+        """``job.sh``: environment, setup, limits, the runner, and the record of how it ended.
+
+        For a worker of ``batch_dir`` the runner claims calls and enforces each call's time
+        limit itself; the memory limit holds for each call's process as for the worker's.
+        """
         resources = job.spec.resources
         d = shlex.quote(job.directory)
+        limit = resources.time if batch_dir is None else None
         lines = [
             "#!/bin/sh",
             f"# clustrix job {job.key}",
             f"export CLUSTRIX_JOB_ID={shlex.quote(job.key)}",
             f"export CLUSTRIX_CORES={resources.cores}",
-            *([f"export CLUSTRIX_TIME_LIMIT={resources.time}"] if resources.time else []),
+            *([f"export CLUSTRIX_TIME_LIMIT={limit}"] if limit else []),
+            *([f"export CLUSTRIX_CALL_TIME={resources.time}"] if resources.time and not limit else []),
             *self.setup_lines(job.spec),
         ]
         if resources.memory:
             lines.append(f"ulimit -v {resources.memory // 1024}")
-        runner = self.runner_line([job])
-        if resources.time:
+        if batch_dir is None:
+            runner = self.runner_line([job])
+        else:
+            runner = shlex.join([self.python_for(job.spec), f"{batch_dir}/runner.py", "--worker", batch_dir, job.key])
+        if limit:
             # Not --foreground: `timeout` then leads a process group of its own and kills the whole
             # group at the limit, the call's child processes too, so their cores are really free.
             lines += [
                 "start=$(date +%s)",
-                f"timeout -k {KILL_GRACE} {resources.time} {runner} &",
+                f"timeout -k {KILL_GRACE} {limit} {runner} &",
                 f"echo $! > {d}/limited",
                 "wait $!",
                 "rc=$?",
-                f"if [ $rc -eq 124 -o $rc -eq 137 ] && [ $(( $(date +%s) - start )) -ge {resources.time} ]; "
+                f"if [ $rc -eq 124 -o $rc -eq 137 ] && [ $(( $(date +%s) - start )) -ge {limit} ]; "
                 f"then : > {d}/timedout; fi",
             ]
         else:
             lines += [runner, "rc=$?"]
-        if resources.memory:
+        if resources.memory and batch_dir is None:
             lines.append(f"if [ $rc -ne 0 ] && grep -qs MemoryError {d}/stderr; then : > {d}/oom; fi")
         lines.append(f"echo $rc > {d}/exitcode.tmp && mv {d}/exitcode.tmp {d}/exitcode")
         return "\n".join(lines) + "\n"
