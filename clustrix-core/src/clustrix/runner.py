@@ -280,6 +280,9 @@ def work(batch: str, worker: str) -> None:
     started = time.monotonic()
     with contextlib.suppress(ImportError):  # the default serializer, loaded once for every call
         importlib.import_module("cloudpickle")
+    # The call runs in a process group of its own: a worker told to end (cancel, its scheduler's
+    # limit) takes the call with it instead of leaving it running unwatched.
+    signal.signal(signal.SIGTERM, _end_worker)
     waiting: list[str] = []
     while not (call_time and allocation and time.monotonic() - started + call_time > allocation):
         claimed = _claim(batch, worker, waiting)
@@ -287,10 +290,22 @@ def work(batch: str, worker: str) -> None:
             return
         index, jobdir = claimed
         ended = _run_child(jobdir, call_time, os.path.join(batch, CANCEL_DIR, index))
+        global _running_call
+        _running_call = None
         try:
             os.close(os.open(os.path.join(batch, ENDED_DIR, f"{index}.{ended}"), os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError:
             return  # the batch directory is gone: the client stopped waiting for it
+
+
+_running_call: int | None = None
+
+
+def _end_worker(signum: int, _frame: object) -> None:
+    if _running_call is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(_running_call, signal.SIGKILL)
+    os._exit(128 + signum)
 
 
 def _claim(batch: str, worker: str, waiting: list[str]) -> tuple[str, str] | None:
@@ -320,13 +335,17 @@ def _run_child(jobdir: str, call_time: int, cancel_marker: str) -> str:
     if pid == 0:
         code = 1
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.setpgid(0, 0)
+            _die_with_parent()
             code = run_job(jobdir)
         finally:
             os._exit(code)
     # Both sides set the group, so a kill right after the fork cannot miss it.
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
+    global _running_call
+    _running_call = pid
     deadline = time.monotonic() + call_time if call_time else None
     delay = 0.001
     while True:
@@ -359,6 +378,16 @@ def _kill_child(pid: int, state: str) -> str:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
     return f"{state}._"
+
+
+def _die_with_parent() -> None:
+    """A call whose worker is killed outright (SIGKILL, no handler runs) is killed too (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _oom_kills() -> int:
