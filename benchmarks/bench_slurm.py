@@ -17,7 +17,10 @@ Prints figures, never asserts (targets are printed next to them):
    from creating the cluster, so the workers' start counts, to the last result of
    ``client.map`` + ``client.gather``; then closed) against clustrix ``map`` with default
    settings (target: clustrix/dask <= 1.5x);
-6. scheduler queries per monitor poll with 1, 10 and 100 outstanding jobs, counted by shims
+6. load balance, clustrix ``map`` with default settings: 100 calls that each sleep 1 s against
+   the ideal (100 s / the partition's CPUs; target <= 1.15x), and 20 calls of 0.1 to 5 s against
+   the best static packing of them onto those CPUs (target <= 1.15x);
+7. scheduler queries per monitor poll with 1, 10 and 100 outstanding jobs, counted by shims
    on PATH, for the ``slurm`` profile (sacct) and ``slurm-noacct`` (squeue), in the seconds
    right after submission and in a steady window after them: it should be flat (about 1).
 
@@ -70,6 +73,41 @@ def slow(x: int) -> int:
     # Long enough that none of the jobs ends inside the counting windows: they stay outstanding.
     time.sleep(120)
     return x
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def best_packing(durations: list[float], cpus: int) -> float:
+    """The shortest makespan of ``durations`` split statically over ``cpus`` (exhaustive for 2)."""
+    if cpus != 2:
+        return max(max(durations), sum(durations) / cpus)  # a lower bound
+    total, best = sum(durations), sum(durations)
+    for mask in range(1 << (len(durations) - 1)):  # the last call's side fixed: halves the search
+        side = sum(d for i, d in enumerate(durations) if mask >> i & 1)
+        best = min(best, max(side, total - side))
+    return best
+
+
+def load_balance(fn, cpus: int) -> None:
+    sleeps = [1.0] * 100
+    took, values = timed(lambda: [f.result() for f in fn.map(sleeps)])
+    ideal = sum(sleeps) / cpus
+    row(
+        "100 calls of 1 s",
+        f"{took:6.2f} s",
+        f"{took / ideal:.2f}x ideal {ideal:.0f} s (target <= 1.15x){check(values, sleeps)}",
+    )
+    mixed = [round(0.1 + (i * 37 % 50) / 10, 1) for i in range(20)]
+    took, values = timed(lambda: [f.result() for f in fn.map(mixed)])
+    packed = best_packing(mixed, cpus)
+    row(
+        "20 calls of 0.1 to 5 s",
+        f"{took:6.2f} s",
+        f"{took / packed:.2f}x best static packing {packed:.1f} s (target <= 1.15x){check(values, mixed)}",
+    )
 
 
 def timed(fn) -> tuple[float, object]:
@@ -275,6 +313,10 @@ def main(n: int, calls: int, settle: float, window: float, cap: float) -> None:
         took, values, done = default_map(clustrix_fn, MANY, cap)
         note = f"clustrix/dask {'' if values is not None else '> '}{took / took_dask:.2f}x (target <= 1.5x)"
         row("clustrix map, default settings", capped(took, values, done, MANY), note + check(values, expected))
+
+    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout.split("/")[-1])
+    print(f"load balance on {cpus} CPUs, default settings:")
+    load_balance(cluster(profile=MAIN, cores=1)(nap), cpus)
 
     # Shims only now: submitit and dask are done, and the timings above must not pay for the wrappers.
     counter = install_shims(scratch / "shims")
