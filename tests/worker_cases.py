@@ -13,7 +13,7 @@ import time
 import pytest
 
 from clustrix import cluster
-from clustrix.errors import JobTimeoutError, NodeFailureError
+from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, NodeFailureError
 from tests.conftest import wait_for
 
 
@@ -45,6 +45,19 @@ def a_call_over_its_time_limit_fails_alone(profile: str) -> None:
         futures[1].result(timeout=120)
     assert all(f.result(timeout=60) for i, f in enumerate(futures) if i != 1)
     assert time.monotonic() - started < 50, "the call was killed at its limit, not left to sleep"
+
+
+def hold_memory(megabytes: int) -> int:
+    return len(b"x" * (megabytes * 1024**2))
+
+
+def a_call_out_of_memory_fails_alone(profile: str) -> None:
+    fn = cluster(profile=profile, cores=1, memory="300MB")(hold_memory)
+    futures = fn.map([1, 2000, 1, 1])
+    with pytest.raises(JobOutOfMemoryError, match="out of memory inside its worker") as info:
+        futures[1].result(timeout=120)
+    assert isinstance(info.value.__cause__, MemoryError), "the call's own MemoryError is the cause"
+    assert [f.result(timeout=60) for i, f in enumerate(futures) if i != 1] == [1024**2] * 3
 
 
 def killed_workers_lose_no_result_and_new_ones_finish_the_map(profile: str) -> None:

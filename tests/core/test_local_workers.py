@@ -13,5 +13,9 @@ def test_a_call_over_its_time_limit_fails_alone(local_profile):
     worker_cases.a_call_over_its_time_limit_fails_alone(local_profile())
 
 
+def test_a_call_out_of_memory_fails_alone(local_profile):
+    worker_cases.a_call_out_of_memory_fails_alone(local_profile())
+
+
 def test_killed_workers_lose_no_result_and_new_ones_finish_the_map(local_profile):
     worker_cases.killed_workers_lose_no_result_and_new_ones_finish_the_map(local_profile())

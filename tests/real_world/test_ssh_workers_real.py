@@ -36,5 +36,10 @@ def test_a_call_over_its_time_limit_fails_alone(cluster_profile, host):
 
 
 @pytest.mark.parametrize("host", HOSTS)
+def test_a_call_out_of_memory_fails_alone(cluster_profile, host):
+    worker_cases.a_call_out_of_memory_fails_alone(cluster_profile(host))
+
+
+@pytest.mark.parametrize("host", HOSTS)
 def test_killed_workers_lose_no_result_and_new_ones_finish_the_map(cluster_profile, host):
     worker_cases.killed_workers_lose_no_result_and_new_ones_finish_the_map(cluster_profile(host))
