@@ -77,7 +77,7 @@ def render(
     backend_cls: type[BatchBackend],
     answer: str,
     calls: int,
-    chunksize: int = 1,
+    chunksize: int | None = 1,
     options: Sequence[tuple[str, Any]] = (),
     after: tuple[str, ...] = (),
     **resources: Any,
@@ -94,7 +94,10 @@ def render(
     ]
     ids = backend.submit(jobs, chunksize=chunksize)
     parts = [f"$ {command}" for command in transport.commands]
-    parts += [f"--- {path}\n{data.decode()}" for path, data in sorted(transport.files.items())]
+    parts += [
+        f"--- {path}\n" + ("(runner.py)\n" if path.endswith("/runner.py") else data.decode())
+        for path, data in sorted(transport.files.items())
+    ]
     parts.append(f"ids: {' '.join(ids)}")
     # The batch directory's name is random.
     return re.sub(r"batch-[0-9a-f]{32}", "batch-UUID", "\n".join(parts) + "\n")

@@ -36,6 +36,7 @@ CASES = {
         extra=["-l scratch=10G", "#$ -m n"],
     ),
     "array-chunked": dict(calls=5, chunksize=2, time=5),
+    "workers": dict(calls=5, chunksize=None, time="00:10:00", after=("41",)),
     # Not a per-slot limit: qconf -sc is asked whether it is a per-slot consumable (here: no answer).
     "mem-free": dict(calls=1, cores=2, memory="2G", options=[("memory_resource", "mem_free")]),
 }

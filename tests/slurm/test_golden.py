@@ -26,6 +26,7 @@ CASES = {
         calls=4, options=[("slurm_conf", "/etc/slurm/other.conf"), ("array_throttle", 2)], extra=["--qos=low"]
     ),
     "array-chunked": dict(calls=5, chunksize=2, time=5),
+    "workers": dict(calls=5, chunksize=None, time="00:10:00", after=("41",)),
 }
 
 

@@ -10,7 +10,8 @@ the machinery and a scheduler plugin declares data and writes small pieces:
   finished one, and an unreachable server;
 - pieces: ``resource_options``, ``array_options``, ``dependency_options``,
   ``submit_command`` + ``parse_job_id``, ``task_id`` + ``base_id``, ``query`` (one status
-  query for many jobs), ``cancel_command``, ``check_command``, and optionally
+  query for many jobs), ``cancel_command``, ``check_command``, ``hold_option`` and
+  ``release_command`` (for jobs that wait for a worker's call), and optionally
   ``max_array_size`` and ``command_env``.
 
 The base owns: rendering the script (directives, ids, environment, setup, the runner),
