@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from clustrix import cluster, workers
 from tests import worker_cases
 
 
@@ -19,3 +22,26 @@ def test_a_call_out_of_memory_fails_alone(local_profile):
 
 def test_killed_workers_lose_no_result_and_new_ones_finish_the_map(local_profile):
     worker_cases.killed_workers_lose_no_result_and_new_ones_finish_the_map(local_profile())
+
+
+def test_a_job_after_a_map_gets_the_cores_its_workers_held(local_profile):
+    # A worker ends a moment after its last call. Reading the batch's files late (here: 1.5 s
+    # after the workers' states) makes that moment fall between the two reads of one poll: the
+    # monitor then has nothing left to watch, yet the worker's cores must still come back.
+    name = local_profile()
+    fn = cluster(profile=name, cores=1)(worker_cases.sleep_then)
+    backend = fn.session().backend
+    real_run = backend.transport.run
+
+    def late_listing(argv, **kwargs):
+        if argv[:3] == ["sh", "-c", workers.LISTING]:
+            time.sleep(1.5)
+        return real_run(argv, **kwargs)
+
+    backend.transport.run = late_listing
+    try:
+        assert len([f.result(timeout=60) for f in fn.map([0.0, 1.0])]) == 2
+    finally:
+        del backend.transport.run
+    whole_host = cluster(profile=name, cores=backend.cores)(abs)
+    assert whole_host.submit(-3).result(timeout=60) == 3

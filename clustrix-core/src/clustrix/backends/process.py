@@ -146,7 +146,10 @@ class ProcessBackend(Backend):
         calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
         plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
         tasks = self.pool.tasks_to_ask(calls)
-        statuses = self._poll_jobs(plain + tasks)
+        with self._lock:
+            # Workers outlive their batch's last call by a moment: until seen ended they hold cores.
+            lingering = [key for key in self._running if ":" in key and key not in tasks]
+        statuses = self._poll_jobs(plain + tasks + lingering)
         by_call = self.pool.statuses(calls, statuses)
         with self._lock:
             # Jobs waiting for calls (``after``) start once those ended COMPLETED.
