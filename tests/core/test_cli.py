@@ -1,8 +1,9 @@
-"""The ``clustrix`` command against real jobs submitted from this process."""
+"""The ``clustrix`` command against real jobs submitted from this process, run as a subprocess."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clustrix import JobCancelledError, JobState, cluster
+from tests.conftest import wait_for
 
 
 def clustrix(*args: str) -> subprocess.CompletedProcess:
@@ -67,3 +69,75 @@ def test_check_probes_the_profile(local_profile):
     out = clustrix("check", local_profile())
     assert out.returncode == 0 and out.stdout.startswith("ok")
     assert f"{os.cpu_count()} cores" in out.stdout
+
+
+def popen_clustrix(*args: str) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("clustrix")
+    return subprocess.Popen(
+        [str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+    )
+
+
+def test_logs_follow_prints_lines_as_they_come_until_the_job_ends(local_profile):
+    # Kept after the end: this process collects the job too, and would otherwise clean its
+    # directory, racing the follower's last read.
+    @cluster(profile=local_profile(cleanup="never"))
+    def ticker(n):
+        import sys
+
+        for i in range(n):
+            print(f"line {i}", flush=True)
+            print(f"err {i}", file=sys.stderr, flush=True)
+            time.sleep(1)
+        return n
+
+    future = ticker.submit(4)
+    follow_err = popen_clustrix("logs", "-f", "--stderr", future.job_id)
+    follow = popen_clustrix("logs", "-f", future.job_id)
+    arrivals = []
+    for line in follow.stdout:
+        arrivals.append((line, time.monotonic(), future.done()))
+    assert follow.wait(timeout=30) == 0, follow.stderr.read()
+    ended = time.monotonic()
+    assert future.result(timeout=30) == 4
+    assert [line for line, _, _ in arrivals] == [f"line {i}\n" for i in range(4)]
+    # As they come: the first line was shown while the job still ran, seconds before the last.
+    assert not arrivals[0][2] and arrivals[-1][1] - arrivals[0][1] >= 1.5
+    assert ended - arrivals[-1][1] < 10, "the follower exits once the job ended"
+    out, err = follow_err.communicate(timeout=30)
+    assert follow_err.returncode == 0, err
+    assert out == "".join(f"err {i}\n" for i in range(4))
+
+
+def test_jobs_watch_refreshes_the_table_until_ctrl_c(local_profile, tmp_path):
+    marker = tmp_path / "started"
+
+    @cluster(profile=local_profile())
+    def long_job(path):
+        Path(path).write_text("yes")
+        time.sleep(300)
+
+    future = long_job.submit(str(marker))
+    wait_for(marker.exists, 60, "the job to start")
+    watch = popen_clustrix("jobs", "--watch", "0.5")
+    tables = 0
+    shown = []
+    for line in watch.stdout:
+        shown.append(line)
+        tables += line.startswith("JOB ID")
+        if tables == 3:
+            break
+    watch.send_signal(signal.SIGINT)
+    rest, err = watch.communicate(timeout=30)
+    future.cancel()
+    assert watch.returncode == 0 and "Traceback" not in err, err
+    assert tables == 3
+    assert any(line.startswith(future.job_id) and "RUNNING" in line for line in shown)
+    # Piped, not a terminal: no screen clearing between tables.
+    assert "\x1b" not in "".join(shown) + rest
+
+
+def test_watch_takes_seconds_above_zero(local_profile):
+    local_profile()
+    out = clustrix("jobs", "--watch", "0")
+    assert out.returncode == 2 and "above zero" in out.stderr

@@ -50,10 +50,12 @@ if TYPE_CHECKING:
     from clustrix.parallel import job_cores, pmap
     from clustrix.state import JobState, JobStatus
     from clustrix.version import __version__
+    from clustrix.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, progress, wait
 
 # The public names decorating does not need, imported on first use (PEP 562) from the module
 # that defines them: clustrix.job loads asyncio, clustrix.hookspecs pluggy, clustrix.parallel
-# multiprocessing and cloudpickle, clustrix.version importlib.metadata.
+# multiprocessing and cloudpickle, clustrix.version importlib.metadata, clustrix.waiting
+# concurrent.futures (and tqdm only when a bar is to be drawn).
 _LAZY = {
     "ClusterFuture": "clustrix.job",
     "Job": "clustrix.job",
@@ -64,9 +66,18 @@ _LAZY = {
     "JobState": "clustrix.state",
     "JobStatus": "clustrix.state",
     "__version__": "clustrix.version",
+    "ALL_COMPLETED": "clustrix.waiting",
+    "FIRST_COMPLETED": "clustrix.waiting",
+    "FIRST_EXCEPTION": "clustrix.waiting",
+    "as_completed": "clustrix.waiting",
+    "progress": "clustrix.waiting",
+    "wait": "clustrix.waiting",
 }
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "BackendUnavailableError",
     "ClusterFunction",
     "ClusterFuture",
@@ -95,12 +106,15 @@ __all__ = [
     "SerializationError",
     "SubmissionError",
     "__version__",
+    "as_completed",
     "attach",
     "cancel",
     "cluster",
     "hookimpl",
     "job_cores",
     "pmap",
+    "progress",
+    "wait",
 ]
 
 

@@ -1,9 +1,12 @@
-"""The ``clustrix`` command: backends, profiles, this user's jobs, cancel, logs, check."""
+"""The ``clustrix`` command: backends, profiles, this user's jobs (or --watch them), cancel, logs (or -f), check."""
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import datetime
 import sys
+import time
 from collections.abc import Sequence
 
 from clustrix import plugins, runner
@@ -12,7 +15,10 @@ from clustrix.config import load_files
 from clustrix.errors import ClustrixError
 from clustrix.journal import journal_path, read_jobs
 from clustrix.profiles import resolve
-from clustrix.session import get_session
+from clustrix.session import ClusterSession, get_session
+
+# How often ``logs -f`` looks for new output and asks whether the job ended (tail -f's interval).
+FOLLOW_INTERVAL = 1.0
 
 
 def _session_for(profile: str | None, cluster: dict | None = None):
@@ -57,13 +63,32 @@ def _find(job_ids: Sequence[str]) -> list[dict]:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.watch is None:
+        sys.stdout.write(_jobs_table(args.all))
+        return 0
+    # Cleared between refreshes only on a terminal: piped into a file, the tables follow each other.
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            # The table is made before the screen is cleared: asking the schedulers takes a while.
+            table = _jobs_table(args.all)
+            now = datetime.datetime.now().strftime("%H:%M:%S")
+            sys.stdout.write(f"{clear}{now}, every {args.watch:g} s (Ctrl-C stops)\n{table}\n")
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _jobs_table(everything: bool) -> str:
+    """The jobs table: this user's unfinished jobs (``everything``: all), their states asked now."""
     records = read_jobs()
-    if not args.all:
+    if not everything:
         records = [r for r in records if r["state"] is None]
     by_profile: dict[str | None, list[dict]] = {}
     for record in records:
         by_profile.setdefault(record["profile"], []).append(record)
-    print(f"{'JOB ID':34} {'NAME':20} {'PROFILE':14} {'STATE':14} SUBMITTED")
+    lines = [f"{'JOB ID':34} {'NAME':20} {'PROFILE':14} {'STATE':14} SUBMITTED"]
     for profile, group in by_profile.items():
         unfinished = [r["job_id"] for r in group if r["state"] is None]
         try:
@@ -73,8 +98,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             live = {}
         for r in group:
             state = r["state"] or (live[r["job_id"]].state.value if r["job_id"] in live else "?")
-            print(f"{r['job_id']:34} {r['name'][:20]:20} {(profile or '-')[:14]:14} {state:14} {r['time']}")
-    return 0
+            lines.append(f"{r['job_id']:34} {r['name'][:20]:20} {(profile or '-')[:14]:14} {state:14} {r['time']}")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -87,13 +112,54 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     name = runner.STDERR_FILE if args.stderr else runner.STDOUT_FILE
     for record in _find([args.job_id]):
+        session = _session_for(record["profile"], record.get("cluster"))
+        if args.follow:
+            return _follow(session, record, name)
         try:
-            session = _session_for(record["profile"], record.get("cluster"))
             data = session.transport.read_file(f"{record['directory']}/{name}")
         except FileNotFoundError:
             raise ClustrixError(f"no {name} for job {record['job_id']} (its directory was cleaned)") from None
         sys.stdout.write(data.decode(errors="replace"))
     return 0
+
+
+def _follow(session: ClusterSession, record: dict, name: str) -> int:
+    """Print the job's output as it grows, like ``tail -f``, until the job ends (or Ctrl-C)."""
+    path = f"{record['directory']}/{name}"
+    # Incremental: a character cut in two by a read is printed whole with the next one.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset = 0
+    try:
+        while True:
+            # Asked before reading: once the job has ended, this read has everything it wrote.
+            ended = record["state"] is not None or _ended(session, record["job_id"])
+            try:
+                # The whole file each time: reading from an offset is no transport's operation.
+                data = session.transport.read_file(path)
+            except FileNotFoundError:
+                # Not started yet; or ended, and cleaned by the client that collected it.
+                if ended and not offset:
+                    raise ClustrixError(f"no {name} for job {record['job_id']} (its directory was cleaned)") from None
+                if ended:
+                    print(
+                        "clustrix: the job ended and its directory was cleaned: its last output may be missing",
+                        file=sys.stderr,
+                    )
+                    return 0
+                data = b""
+            sys.stdout.write(decoder.decode(data[offset:], final=ended))
+            sys.stdout.flush()
+            offset = max(offset, len(data))
+            if ended:
+                return 0
+            time.sleep(FOLLOW_INTERVAL)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _ended(session: ClusterSession, job_id: str) -> bool:
+    status = session.backend.poll([job_id]).get(job_id)
+    return status is not None and status.state.finished
 
 
 def cmd_result(args: argparse.Namespace) -> int:
@@ -120,6 +186,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above zero")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clustrix", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("profiles", help="configured profiles (* marks the default)").set_defaults(run=cmd_profiles)
     jobs = sub.add_parser("jobs", help="your unfinished jobs and their states now")
     jobs.add_argument("--all", action="store_true", help="finished jobs too")
+    jobs.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=_seconds,
+        metavar="SECONDS",
+        help="refresh the table every SECONDS (default 2) until Ctrl-C",
+    )
     jobs.set_defaults(run=cmd_jobs)
     cancel = sub.add_parser("cancel", help="cancel jobs by id")
     cancel.add_argument("job_ids", nargs="+")
@@ -134,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = sub.add_parser("logs", help="a job's stdout (or --stderr)")
     logs.add_argument("job_id")
     logs.add_argument("--stderr", action="store_true")
+    logs.add_argument("-f", "--follow", action="store_true", help="print output as it comes, until the job ends")
     logs.set_defaults(run=cmd_logs)
     result = sub.add_parser("result", help="wait for a job, from any client process, and print its value")
     result.add_argument("job_id")
