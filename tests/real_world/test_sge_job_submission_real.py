@@ -565,8 +565,9 @@ def test_one_qstat_per_poll_and_qacct_once_per_array_end(sge):
         del session.transport.run
         del session.backend.poll
     assert len(per_poll) >= 3
-    assert all(counts.get("qstat", 0) == 1 for counts in per_poll), per_poll
-    assert max(counts.get("qacct", 0) for counts in per_poll) == 1, per_poll
+    # At most one of each (none once every worker of the map is known to have ended).
+    assert max(counts.get("qstat", 0) for counts in per_poll) == 1, per_poll
+    assert max(counts.get("qacct", 0) for counts in per_poll) <= 1, per_poll
 
 
 def test_states_seen_by_the_monitor_match_qstat(sge, tmp_path):
@@ -575,7 +576,8 @@ def test_states_seen_by_the_monitor_match_qstat(sge, tmp_path):
     future = fn.submit(str(release), 60)
     wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
     line = parse.find(parse.qstat_xml(sge_command(fn, "qstat", "-xml").stdout), future.job_id)
-    assert line is not None and line.state == "r"
+    # "t" (being transferred to its host) is running already for clustrix, and SGE moves on to "r".
+    assert line is not None and line.state in ("t", "r"), line
     assert future.job.status.nodes == line.host
     release.touch()
     future.result(timeout=60)
