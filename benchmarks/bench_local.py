@@ -5,7 +5,9 @@
 - a trivial call through the whole path (serialize, stage, job.sh, runner, poll, fetch)
   against the floor of starting the same interpreter to run cloudpickle.loads on nothing;
 - ``import clustrix`` in a new interpreter against a bare interpreter start, and against
-  ``import submitit`` (target: no slower, ratio <= 1.0x).
+  ``import submitit`` (target: no slower, ratio <= 1.0x);
+- 100 trivial calls with default settings (workers; target <= 1.5 s) against one process
+  per call (``chunksize=1``).
 """
 
 from __future__ import annotations
@@ -45,10 +47,18 @@ def main(n: int) -> None:
         f"ratio {imported / submitit:.2f}x (target <= 1.0x)"
     )
 
-    start = time.perf_counter()
-    futures = trivial.map(range(-100, 0))
-    assert [f.result() for f in futures] == list(range(100, 0, -1))
-    print(f"100-call map: {time.perf_counter() - start:.2f} s")
+    def hundred(**options: int) -> float:
+        start = time.perf_counter()
+        futures = trivial.map(range(-100, 0), **options)
+        assert [f.result() for f in futures] == list(range(100, 0, -1))
+        return time.perf_counter() - start
+
+    per_call = hundred(chunksize=1)
+    workers = hundred()
+    print(
+        f"100-call map: default settings (workers) {workers:.2f} s (target <= 1.5 s), "
+        f"one process per call (chunksize=1) {per_call:.2f} s, ratio {workers / per_call:.2f}x"
+    )
 
 
 if __name__ == "__main__":
