@@ -138,7 +138,8 @@ class WorkerBatch:
     # Claims seen when workers were last launched: launch again only after progress, so it ends.
     claims_at_launch: int = 0
     launches: int = 1
-    drained: bool = False
+    # Workers already cancelled for having nothing left to claim (asked once each).
+    drained: set[str] = attrs.field(factory=set)
     finished: set[int] = attrs.field(factory=set)
 
     @property
@@ -159,7 +160,6 @@ class WorkerBatch:
         self.tasks += tasks
         self.claims_at_launch = claims
         self.launches += 1
-        self.drained = False
 
     def statuses(
         self, listing: Listing, tasks: Mapping[str, JobStatus]
@@ -200,9 +200,11 @@ class WorkerBatch:
             statuses[index] = waiting
         self.finished |= {index for index, status in statuses.items() if status.state.finished}
         drain = []
-        if not unclaimed and not self.drained:
+        if not unclaimed:
+            # Every poll, not once: a scheduler may report a pending task only some polls later.
             drain = [t for t in self.tasks if t in tasks and tasks[t].state is JobState.PENDING]
-            self.drained = True
+            drain = [t for t in drain if t not in self.drained]
+            self.drained |= set(drain)
         return statuses, drain, relaunch
 
 
