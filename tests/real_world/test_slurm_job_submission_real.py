@@ -383,22 +383,29 @@ def test_a_worker_killed_mid_map_loses_no_result_and_its_calls_still_complete(sl
     assert relaunched, "the calls left ran in workers started after the kill"
 
 
-def test_ctrl_c_while_waiting_on_a_map_cancels_its_workers(slurm, tmp_path):
+def waiting_client(tmp_path: Path, body: str) -> subprocess.Popen:
+    """A program that defines ``forever`` (a job that sleeps 10 minutes), runs ``body`` and waits in it."""
     script = tmp_path / "wait.py"
-    id_file = tmp_path / "array_id"
     script.write_text(
         "import sys, time\n"
         "from pathlib import Path\n"
         "import cloudpickle\n"
         "from clustrix import cluster\n"
         "cloudpickle.register_pickle_by_value(sys.modules[__name__])\n"
-        "def forever(x):\n"
-        "    time.sleep(600)\n"
+        "def forever(*_args):\n"
+        "    time.sleep(600)\n" + body
+    )
+    return subprocess.Popen([sys.executable, str(script)], env=os.environ, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_while_waiting_on_a_map_cancels_its_workers(slurm, tmp_path):
+    id_file = tmp_path / "array_id"
+    proc = waiting_client(
+        tmp_path,
         f"futures = cluster(profile={slurm!r}, cores=1)(forever).map(range(10))\n"
         f"Path({str(id_file)!r}).write_text(futures[0].job_id.split('#')[0])\n"
-        "futures[0].result()\n"
+        "futures[0].result()\n",
     )
-    proc = subprocess.Popen([sys.executable, str(script)], env=os.environ, stderr=subprocess.PIPE, text=True)
     array_id = wait_for(lambda: id_file.exists() and id_file.read_text(), 60, "the array id")
     fn = cluster(profile=slurm)(add)
     wait_for(lambda: "RUNNING" in array_tasks(fn, array_id).values(), 60, "a worker to run")
@@ -583,16 +590,9 @@ def test_failed_upstream_cancels_dependants_instead_of_leaving_them_pending(clus
 
 
 def test_ctrl_c_while_waiting_cancels_the_slurm_job(slurm, tmp_path):
-    script = tmp_path / "wait.py"
     id_file = tmp_path / "job_id"
-    script.write_text(
-        "import sys, time\n"
-        "from pathlib import Path\n"
-        "import cloudpickle\n"
-        "from clustrix import cluster\n"
-        "cloudpickle.register_pickle_by_value(sys.modules[__name__])\n"
-        "def forever():\n"
-        "    time.sleep(600)\n"
+    proc = waiting_client(
+        tmp_path,
         f"fn = cluster(profile={slurm!r})(forever)\n"
         "real_submit = fn.submit\n"
         "def submit_and_tell(*a, **k):\n"
@@ -600,9 +600,8 @@ def test_ctrl_c_while_waiting_cancels_the_slurm_job(slurm, tmp_path):
         f"    Path({str(id_file)!r}).write_text(future.job_id)\n"
         "    return future\n"
         "fn.submit = submit_and_tell\n"
-        "fn()\n"
+        "fn()\n",
     )
-    proc = subprocess.Popen([sys.executable, str(script)], env=os.environ, stderr=subprocess.PIPE, text=True)
     job_id = wait_for(lambda: id_file.exists() and id_file.read_text(), 60, "the job id")
     fn = cluster(profile=slurm)(add)
     wait_for(lambda: scontrol_job(fn, job_id)["JobState"] == "RUNNING", 60, "the job to run")
