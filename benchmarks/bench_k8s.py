@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 import kubernetes
-from timing import median_seconds
+from timing import median_seconds, timed
 
 from clustrix import cluster
 
@@ -106,12 +106,6 @@ class BareJobs:
                     names,
                 )
             )
-
-
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def row(label: str, figure: str, note: str = "") -> None:

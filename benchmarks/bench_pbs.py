@@ -28,7 +28,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from timing import median_seconds
+from timing import median_seconds, timed
 
 from clustrix import cluster
 
@@ -38,12 +38,6 @@ MARKER_POLL = 0.05
 
 def trivial(x: int) -> int:
     return x + 1
-
-
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def raw_qsub(qsub: str, scratch: Path, tasks: int) -> None:

@@ -32,7 +32,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from timing import median_seconds
+from timing import median_seconds, timed
 
 from clustrix import cluster
 
@@ -69,12 +69,6 @@ def raw_qsub_until_gone(scratch: Path, queue: str) -> None:
     job = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
     while subprocess.run(["qstat", "-j", job], capture_output=True).returncode == 0:
         time.sleep(MARKER_POLL)
-
-
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def row(label: str, figure: str, note: str = "") -> None:

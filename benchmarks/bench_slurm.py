@@ -52,7 +52,7 @@ from pathlib import Path
 import submitit
 from dask.distributed import Client
 from dask_jobqueue import SLURMCluster
-from timing import median_seconds
+from timing import median_seconds, timed
 
 from clustrix import cluster
 
@@ -108,12 +108,6 @@ def load_balance(fn, cpus: int) -> None:
         f"{took:6.2f} s",
         f"{took / packed:.2f}x best static packing {packed:.1f} s (target <= 1.15x){check(values, mixed)}",
     )
-
-
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def raw_sbatch(markers: Path, tasks: int) -> None:

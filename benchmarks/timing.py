@@ -1,4 +1,4 @@
-"""Timing helper shared by the benchmark scripts (run as `python benchmarks/bench_X.py`)."""
+"""Timing helpers shared by the benchmark scripts (run as `python benchmarks/bench_X.py`)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,10 @@ def median_seconds(fn: Callable[[], object], n: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """The wall time of one call of ``fn``, and what it returned."""
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
