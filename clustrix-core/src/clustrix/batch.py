@@ -345,8 +345,7 @@ class BatchBackend(Backend):
     # -- watching and cancelling ---------------------------------------------------------
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
-        calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
+        calls, plain = workers.split_calls(job_ids)
         tasks = self.pool.tasks_to_ask(calls)
         found = self.query(plain + tasks) if plain or tasks else {}
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
@@ -410,8 +409,8 @@ class BatchBackend(Backend):
                 self.transport.remove_tree(batch_dir)
 
     def cancel(self, job_ids: Sequence[str]) -> None:
-        tasks = self.pool.cancel([j for j in job_ids if workers.is_call_id(j)])
-        job_ids = [*tasks, *(j for j in job_ids if not workers.is_call_id(j))]
+        calls, plain = workers.split_calls(job_ids)
+        job_ids = [*self.pool.cancel(calls), *plain]
         if not job_ids:
             return
         result = self.run(self.cancel_command(job_ids))

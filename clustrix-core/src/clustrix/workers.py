@@ -74,6 +74,11 @@ def is_call_id(job_id: str) -> bool:
     return SEPARATOR in job_id
 
 
+def split_calls(job_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``job_ids`` as (calls run by workers, the backend's own job ids), each in order."""
+    return [j for j in job_ids if is_call_id(j)], [j for j in job_ids if not is_call_id(j)]
+
+
 def queue_files(batch_dir: str, directories: Sequence[str]) -> dict[str, bytes]:
     """The queue a batch's workers claim from: call ``i``'s file holds its job directory."""
     width = len(str(len(directories)))

@@ -143,8 +143,7 @@ class ProcessBackend(Backend):
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Jobs still queued here are PENDING; every other job is read from its directory; calls from workers."""
-        calls = [job_id for job_id in job_ids if workers.is_call_id(job_id)]
-        plain = [job_id for job_id in job_ids if not workers.is_call_id(job_id)]
+        calls, plain = workers.split_calls(job_ids)
         tasks = self.pool.tasks_to_ask(calls)
         with self._lock:
             # Workers outlive their batch's last call by a moment: until seen ended they hold cores.
@@ -171,8 +170,8 @@ class ProcessBackend(Backend):
             return statuses
 
     def cancel(self, job_ids: Sequence[str]) -> None:
-        tasks = self.pool.cancel([j for j in job_ids if workers.is_call_id(j)])
-        job_ids = [*tasks, *(j for j in job_ids if not workers.is_call_id(j))]
+        calls, plain = workers.split_calls(job_ids)
+        job_ids = [*self.pool.cancel(calls), *plain]
         with self._lock:
             for job in [j for j in self._queue if j.key in job_ids]:
                 self._queue.remove(job)
