@@ -59,6 +59,13 @@ def test_once_every_call_is_claimed_the_idle_workers_are_cancelled_once():
     assert b.statuses(listing, tasks)[1] == []
 
 
+def test_a_worker_reported_pending_that_claimed_a_call_since_is_not_cancelled():
+    # The scheduler is asked before the files are listed: 7_2 started in between.
+    listing = workers.Listing({0: "7_1", 1: "7_2"}, {}, frozenset())
+    tasks = {"7_1": JobStatus(JobState.RUNNING), "7_2": JobStatus(JobState.PENDING), "7_3": JobStatus(JobState.PENDING)}
+    assert batch(2, ["7_1", "7_2", "7_3"]).statuses(listing, tasks)[1] == ["7_3"]
+
+
 def test_workers_all_gone_with_calls_left_are_relaunched_only_after_progress():
     b = batch(3, ["7_1"])
     ended = {"7_1": JobStatus(JobState.CANCELLED)}

@@ -207,8 +207,11 @@ class WorkerBatch:
         drain = []
         if not unclaimed:
             # Every poll, not once: a scheduler may report a pending task only some polls later.
+            # The scheduler was asked before the files were listed: a task it called pending
+            # may have started and claimed a call since, and must not be cancelled during it.
+            started = set(listing.claimed.values())
             drain = [t for t in self.tasks if t in tasks and tasks[t].state is JobState.PENDING]
-            drain = [t for t in drain if t not in self.drained]
+            drain = [t for t in drain if t not in self.drained and t not in started]
             self.drained |= set(drain)
         return statuses, drain, relaunch
 
