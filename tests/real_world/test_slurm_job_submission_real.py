@@ -25,6 +25,7 @@ import clustrix
 from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
 from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, SubmissionError
+from tests import checkpoint_cases
 from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
@@ -781,3 +782,29 @@ def test_controller_going_down_while_waiting_fails_the_future_then_recovers(clus
     finally:
         subprocess.run([str(CLUSTERS / "up"), "slurm"], check=True, timeout=300, capture_output=True)
     assert cluster(profile=profile)(add)(20, 22) == 42
+
+
+# -- checkpoint and requeue ---------------------------------------------------------------------------
+
+
+def test_a_counter_that_needs_three_minutes_finishes_in_one_minute_jobs(slurm):
+    # 150 one-second steps in jobs of one minute, each checkpointed 6 s before its limit: three
+    # jobs at least. The same count without a checkpoint method is killed at the limit.
+    checkpoint_cases.a_counter_past_its_time_limit_finishes_after_requeues(
+        slurm, "00:01:00", steps=150, step=1.0, requeues=2, timeout=600
+    )
+
+
+def test_a_preempted_job_checkpoints_on_term_and_resumes(slurm):
+    # A preempting Slurm TERMs every process of the job; here scancel sends the same TERM to the
+    # batch step (--full) without ending the job, and the runner checkpoints on it.
+    fn = cluster(profile=slurm, cores=1)(checkpoint_cases.Counter(40, 0.5))
+    future = fn.submit(7)
+    wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
+    time.sleep(3)
+    first = future.job_id
+    slurm_command(fn, "scancel", "--full", "--signal=TERM", first)
+    value, jobs = future.result(timeout=180)
+    assert value == 47
+    assert future.job.requeues == 1 and future.job_id != first
+    assert jobs == [first, future.job_id]

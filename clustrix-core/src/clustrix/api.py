@@ -99,6 +99,7 @@ class ClusterFunction(Generic[P, R]):
                 python=job.get("python"),
                 parallel=bool(job.get("parallel", False)),
                 after=self._after,
+                **{key: job[key] for key in ("max_requeues", "checkpoint_notice") if key in job},
             )
             for args, kwargs in calls
         ]
@@ -128,6 +129,8 @@ def cluster(
     python: str | None = None,
     name: str | None = None,
     parallel: bool | None = None,
+    max_requeues: int | None = None,
+    checkpoint_notice: int | None = None,
     **options: Any,
 ) -> Callable[[Callable[P, R]], ClusterFunction[P, R]]: ...
 
@@ -140,7 +143,9 @@ def cluster(fn: Callable[..., Any] | None = None, /, *, profile: str | None = No
     ("512MB", "2GiB"), ``time`` ("HH:MM:SS", minutes, timedelta), ``gpus``, ``nodes``,
     ``tasks_per_node``, ``queue``/``partition``, ``account``, ``env``, ``setup`` (shell lines
     run before Python), ``python``, ``name``, ``parallel`` (``pmap`` uses the job's cores),
-    ``backend``, and any key the chosen backend or transport adds. Bad values raise
+    ``max_requeues`` and ``checkpoint_notice`` (seconds) for a callable object with a
+    ``checkpoint`` method (see the README), ``backend``, and any key the chosen backend or
+    transport adds. Bad values raise
     ``ConfigError`` at the first call.
     """
     if fn is not None:

@@ -41,6 +41,9 @@ class Backend(abc.ABC):
     # Profile keys this backend adds, each with its converter (which raises ConfigError).
     options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
     default_transport: ClassVar[str] = "local"
+    # Whether a job directory outlives its job, so a call that checkpointed there can resume
+    # in a job submitted again with the same directory.
+    resumes_checkpoints: ClassVar[bool] = True
 
     def __init__(self, config: ClusterConfig, transport: Transport) -> None:
         self.config = config
@@ -91,6 +94,10 @@ class Backend(abc.ABC):
     def setup_lines(self, spec: JobSpec) -> list[str]:
         """Shell lines that set a job's environment and run its setup, before the runner."""
         lines = []
+        if spec.checkpointable:
+            # The runner times the call's checkpoint from the job's start; the shell outlives a
+            # scheduler's TERM (preemption, the time limit) so the runner can checkpoint on it.
+            lines += ["export CLUSTRIX_JOB_START=$(date +%s)", "trap : TERM"]
         if self.transport.is_local and spec.python is None:
             # The same interpreter on the same machine: let it import what the caller can.
             paths = [p for p in sys.path if p and os.path.isdir(p)]

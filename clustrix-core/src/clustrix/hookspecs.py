@@ -77,6 +77,12 @@ def clustrix_job_state_changed(job: Job, old: JobState, new: JobState) -> None:
 
 
 @hookspec
+def clustrix_job_requeued(job: Job, previous_job_id: str) -> None:
+    """Called when ``job``'s call checkpointed in ``previous_job_id`` and the job was submitted
+    again to resume it; ``job.job_id`` is the new job's id."""
+
+
+@hookspec
 def clustrix_job_finished(job: Job) -> None:
     """Called once ``job`` has ended and its files are read, before its directory is cleaned
     and before its future is resolved, so a waiting caller sees every observer's work done."""

@@ -47,6 +47,8 @@ class Job:
     clean_when_released: bool = False
     # The user asked to cancel it: ending CANCELLED then cancels its future instead of failing it.
     cancel_requested: bool = False
+    # How often its call checkpointed and was submitted again (``job_id`` is the latest job's).
+    requeues: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.history.append((self.status.state, self.submitted_at))

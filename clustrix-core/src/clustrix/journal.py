@@ -71,6 +71,11 @@ def clustrix_job_submitted(job: Job) -> None:
 
 
 @hookimpl
+def clustrix_job_requeued(job: Job, previous_job_id: str) -> None:
+    _append({"event": "requeued", "job_id": job.job_id, "key": job.key, "previous": previous_job_id, "time": _now()})
+
+
+@hookimpl
 def clustrix_job_finished(job: Job) -> None:
     _append({"event": "finished", "job_id": job.job_id, "key": job.key, "state": job.state.value, "time": _now()})
 
@@ -91,6 +96,8 @@ def read_jobs() -> list[dict[str, Any]]:
             continue
         if record.get("event") == "submitted":
             jobs[record["key"]] = {**record, "state": None}
+        elif record.get("event") == "requeued" and record["key"] in jobs:
+            jobs[record["key"]]["job_id"] = record["job_id"]
         elif record["key"] in jobs:
             jobs[record["key"]]["state"] = record.get("state")
     return list(jobs.values())

@@ -41,6 +41,8 @@ _JOB_CONVERTERS = {
     "python": convert.string("python", "the path of a Python interpreter"),
     "name": convert.string("name"),
     "parallel": convert.boolean("parallel"),
+    "max_requeues": convert.whole_number("max_requeues", minimum=0),
+    "checkpoint_notice": convert.whole_number("checkpoint_notice"),
 }
 
 

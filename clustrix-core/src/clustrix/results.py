@@ -44,12 +44,19 @@ _KILLED: dict[JobState, tuple[type[JobFailedError], str]] = {
 
 
 class Outcome:
-    """Either ``value`` or ``exception`` is meaningful, as ``ok`` says."""
+    """Either ``value`` or ``exception`` is meaningful, as ``ok`` says.
 
-    def __init__(self, ok: bool, value: Any = None, exception: BaseException | None = None) -> None:
+    ``checkpointed``: the call saved the call to resume with instead of ending; the session
+    submits it again, and ``exception`` is what the future gets if it does not.
+    """
+
+    def __init__(
+        self, ok: bool, value: Any = None, exception: BaseException | None = None, checkpointed: bool = False
+    ) -> None:
         self.ok = ok
         self.value = value
         self.exception = exception
+        self.checkpointed = checkpointed
 
 
 def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
@@ -84,8 +91,10 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
             # The call returned before any kill: in a chunk, the calls before the one that was
             # running when the task was killed keep their values.
             return Outcome(True, value=record["value"])
-        if not record["ok"]:
-            remote = _remote_exception(job, header, record, failure)
+        if record["phase"] == "checkpoint":
+            cls, message = _KILLED.get(status.state, (JobFailedError, f"the call checkpointed ({record['message']})"))
+            return Outcome(False, exception=cls(message, **failure), checkpointed=True)
+        remote = _remote_exception(job, header, record, failure)
     failed_upstream = [up for up in job.waits_for if up.state.finished and up.state is not JobState.COMPLETED]
     if failed_upstream and result is None:
         up = failed_upstream[0]

@@ -54,6 +54,10 @@ CALL_KILL_GRACE = 5
 CHECK_INTERVAL = 0.25
 # The exit code of a call that raised MemoryError, so a worker can tell it from other failures.
 MEMORY_ERROR_EXIT = 3
+# A checkpointable call that saved its state: CHECKPOINT_FILE holds the call to run next, and the
+# job ends with this code (EX_TEMPFAIL) for the client to submit it again.
+CHECKPOINT_FILE = "checkpoint.pkl"
+REQUEUE_EXIT = 75
 
 # Scheduler variables worth recording in meta.json; never the whole environment,
 # which may hold secrets.
@@ -206,10 +210,71 @@ class _Redirected:
             os.close(saved)
 
 
-def run_job(jobdir: str) -> int:
-    """Run the call staged in ``jobdir``; write its result and meta.
+class Checkpointed(BaseException):
+    """Raised into a checkpointable call once it saved the call to resume with; ends the run."""
 
-    Returns 0 when the call returned, MEMORY_ERROR_EXIT when it raised MemoryError, else 1.
+
+class _Checkpointing:
+    """While a checkpointable call runs: at its notice time, or on SIGTERM, checkpoint it.
+
+    A call is checkpointable when its function has a ``checkpoint`` method and the client
+    granted it requeues (``call["requeue"]``: how many are ``left``, and ``at``: seconds
+    after the job's start, ``CLUSTRIX_JOB_START``, to checkpoint before its time limit).
+    The runner's own timer gives the notice, so it works the same under every scheduler;
+    SIGTERM is how schedulers announce preemption and the end of a job. ``checkpoint(*args,
+    **kwargs)`` is called with the call's arguments in the middle of the call and returns
+    the callable to resume with (called with the same arguments), or None to let the job
+    run on to its end.
+    """
+
+    def __init__(self, call: dict, jobdir: str, key: bytes, header: dict) -> None:
+        self.call, self.jobdir, self.key, self.header = call, jobdir, key, header
+        grant = call.get("requeue") or {}
+        self.left = int(grant.get("left", 0))
+        self.at = grant.get("at")
+        self.armed = self.left > 0 and callable(getattr(call["fn"], "checkpoint", None))
+        self.saved: dict = {}
+
+    def __enter__(self) -> None:
+        if not self.armed:
+            return
+        self.saved = {signum: signal.signal(signum, self._fire) for signum in (signal.SIGTERM, signal.SIGALRM)}
+        if self.at is not None:
+            start = float(os.environ.get("CLUSTRIX_JOB_START") or time.time())
+            signal.setitimer(signal.ITIMER_REAL, max(start + self.at - time.time(), 0.001))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._disarm()
+
+    def _disarm(self) -> None:
+        self.armed = False
+        if self.saved:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for signum, handler in self.saved.items():
+                signal.signal(signum, handler)
+            self.saved = {}
+
+    def _fire(self, signum: int, _frame: object) -> None:
+        if not self.armed:
+            return  # the call has just returned
+        self._disarm()
+        call = self.call
+        resume = call["fn"].checkpoint(*call["args"], **call["kwargs"])
+        if resume is None:
+            if signum == signal.SIGTERM:
+                os.kill(os.getpid(), signal.SIGTERM)  # as if no checkpoint had been asked for
+            return
+        following = {**call, "fn": resume, "upstream": {}, "requeue": {**call["requeue"], "left": self.left - 1}}
+        data = pack("call", following, self.key, self.header["serializer"], self.header["clustrix"])
+        _write_atomic(os.path.join(self.jobdir, CHECKPOINT_FILE), data)
+        raise Checkpointed(signal.Signals(signum).name)
+
+
+def run_job(jobdir: str) -> int:
+    """Run the call staged in ``jobdir`` (or the one it checkpointed); write its result and meta.
+
+    Returns 0 when the call returned, MEMORY_ERROR_EXIT when it raised MemoryError,
+    REQUEUE_EXIT when it checkpointed, else 1.
     """
     meta = {
         "host": socket.gethostname(),
@@ -224,8 +289,12 @@ def run_job(jobdir: str) -> int:
     with open(os.path.join(jobdir, KEY_FILE), "rb") as f:
         key = bytes.fromhex(f.read().decode())
     header = {"serializer": "pickle", "clustrix": "unknown"}
+    resumed = os.path.exists(os.path.join(jobdir, CHECKPOINT_FILE))
+    # A result of an earlier run (one that checkpointed) must not stand for this one.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(jobdir, RESULT_FILE))
     try:
-        with open(os.path.join(jobdir, PAYLOAD_FILE), "rb") as f:
+        with open(os.path.join(jobdir, CHECKPOINT_FILE if resumed else PAYLOAD_FILE), "rb") as f:
             header, payload = unpack(f.read(), key, "call")
         if header["python"] != python_version():
             raise RuntimeError(
@@ -241,7 +310,12 @@ def run_job(jobdir: str) -> int:
     else:
         with _Redirected(jobdir):
             try:
-                value = call["fn"](*call["args"], **call["kwargs"])
+                with _Checkpointing(call, jobdir, key, header):
+                    value = call["fn"](*call["args"], **call["kwargs"])
+            except Checkpointed as stop:
+                message = f"checkpointed on {stop}; {call['requeue']['left'] - 1} requeues left"
+                outcome = {"ok": False, "phase": "checkpoint", "type": "", "message": message, "traceback": ""}
+                code = REQUEUE_EXIT
             except BaseException as exc:  # noqa: BLE001 - the user's exception is the result
                 # Skip this frame so the traceback starts in the user's code.
                 outcome = {"ok": False, "phase": "call", **_describe(exc, exc.__traceback__.tb_next)}
@@ -255,7 +329,8 @@ def run_job(jobdir: str) -> int:
                 code = 0
     meta["end"] = _now()
     meta["limits"] = _limits()
-    meta["outcome"] = "returned" if code == 0 else "raised"
+    meta["resumed"] = resumed
+    meta["outcome"] = {0: "returned", REQUEUE_EXIT: "checkpointed"}.get(code, "raised")
     try:
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
     except BaseException as exc:  # noqa: BLE001 - an unpicklable return value is an error, not a crash

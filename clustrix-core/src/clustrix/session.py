@@ -102,6 +102,8 @@ class ClusterSession:
             self._workdir_checked = True
 
     def submit(self, specs: Sequence[JobSpec], chunksize: int | None = None) -> list[ClusterFuture]:
+        if any(spec.checkpointable for spec in specs):
+            chunksize = self._checkpointable(specs, chunksize)
         self.check_workdir()
         serializer = plugins.serializer()
         workdir = self.backend.workdir
@@ -154,6 +156,24 @@ class ClusterSession:
             self._fire("clustrix_job_submitted", job=job)
         self.monitor.watch(jobs)
         return futures
+
+    def _checkpointable(self, specs: Sequence[JobSpec], chunksize: int | None) -> int:
+        """Checkpointable calls each run as a job of their own (it is what is submitted again): chunksize 1."""
+        spec = specs[0]
+        if not self.backend.resumes_checkpoints:
+            raise ConfigError(
+                f"{spec.name!r} has a checkpoint method, but the {self.config.backend} backend cannot resume "
+                "a checkpoint (its jobs' files do not outlive them)"
+            )
+        if chunksize not in (None, 1):
+            raise ConfigError(f"chunksize={chunksize}: checkpointable calls each run as a job of their own")
+        at = spec.checkpoint_at()
+        if at is not None and at <= 0:
+            raise ConfigError(
+                f"checkpoint_notice={spec.checkpoint_notice}: must be shorter than the time limit "
+                f"({spec.resources.time} s)"
+            )
+        return 1
 
     def _dependencies(self, spec: JobSpec) -> tuple[dict, list[Job], list[Job]]:
         """The call to pickle, the unfinished jobs it must wait for, and those whose result files it reads.
@@ -224,6 +244,8 @@ class ClusterSession:
                 self._remove_directory(job)
 
     def _pack_call(self, spec: JobSpec, call: dict, hmac_key: bytes, serializer: str) -> bytes:
+        if spec.checkpointable:
+            call["requeue"] = {"left": spec.max_requeues, "at": spec.checkpoint_at()}
         try:
             data = runner.pack("call", call, hmac_key, serializer, __version__)
         except Exception as exc:
@@ -274,6 +296,10 @@ class ClusterSession:
             done = outcome(job, result, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
         except ClustrixError as exc:
             done = Outcome(False, exception=exc)
+        requeue = job.requeues < job.spec.max_requeues and not job.cancel_requested
+        if done.checkpointed and requeue and job.state is not JobState.CANCELLED:
+            self._requeue(job)
+            return
         self._fire("clustrix_job_finished", job=job)
         wanted = self.config.should_clean(done.ok)
         with self._lock:
@@ -284,6 +310,22 @@ class ClusterSession:
             self._remove_directory(job)
         self._release(job.reads_from)
         self._settle(job, done)
+
+    def _requeue(self, job: Job) -> None:
+        """The call checkpointed: submit its job again, to resume from the checkpoint in its directory."""
+        previous = job.job_id
+        try:
+            job.job_id = self.backend.submit([StagedJob(key=job.key, directory=job.directory, spec=job.spec)], 1)[0]
+        except ClustrixError as exc:
+            exc.add_note(f"the call checkpointed in job {previous}, but submitting it again failed")
+            self._settle(job, Outcome(False, exception=exc))
+            return
+        job.requeues += 1
+        job.stdout_text = job.stderr_text = None
+        self.record(job, JobStatus(JobState.REQUEUED, reason=f"checkpointed in job {previous}"))
+        self._log.info("job requeued", job_id=job.job_id, previous=previous, requeues=job.requeues)
+        self._fire("clustrix_job_requeued", job=job, previous_job_id=previous)
+        self.monitor.watch([job])
 
     def _remove_directory(self, job: Job) -> None:
         try:

@@ -9,6 +9,9 @@ import attrs
 
 from clustrix.resources import Resources
 
+# The longest default notice a checkpointable call gets before its time limit, in seconds.
+MAX_NOTICE = 90
+
 
 def _frozen_env(env: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(dict(env).items()))
@@ -29,3 +32,19 @@ class JobSpec:
     parallel: bool = False
     # Futures this call waits for besides those among its arguments (ClusterFunction.after).
     after: tuple[Any, ...] = ()
+    # For a checkpointable call: how often its job may be submitted again, and how many seconds
+    # before the time limit it checkpoints (None: a tenth of the limit, at most MAX_NOTICE).
+    max_requeues: int = 3
+    checkpoint_notice: int | None = None
+
+    @property
+    def checkpointable(self) -> bool:
+        """The function is an object with a ``checkpoint`` method: it can be stopped and resumed."""
+        return callable(getattr(self.fn, "checkpoint", None))
+
+    def checkpoint_at(self) -> int | None:
+        """Seconds after the job's start at which the call checkpoints; None without a time limit."""
+        limit = self.resources.time
+        if not limit:
+            return None
+        return limit - (self.checkpoint_notice or max(1, min(MAX_NOTICE, limit // 10)))

@@ -20,13 +20,15 @@ class JobState(enum.Enum):
     PREEMPTED = "PREEMPTED"
     # The scheduler no longer knows the job; the runner's own record decides what happened.
     UNKNOWN = "UNKNOWN"
+    # Its call checkpointed and clustrix submitted it again (under a new scheduler id).
+    REQUEUED = "REQUEUED"
 
     @property
     def finished(self) -> bool:
         return self not in _ACTIVE
 
 
-_ACTIVE = frozenset({JobState.PENDING, JobState.RUNNING})
+_ACTIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.REQUEUED})
 
 
 @attrs.frozen

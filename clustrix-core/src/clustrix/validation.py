@@ -89,6 +89,8 @@ class ValidationResult:
     metrics: JobMetrics | None
     error_category: str | None
     history: tuple[tuple[str, str], ...] = ()
+    # How often the job's call checkpointed and was submitted again (REQUEUED in ``history``).
+    requeues: int = 0
 
     @property
     def passed(self) -> bool:
@@ -105,6 +107,7 @@ class ValidationResult:
             "passed": self.passed,
             "error_category": self.error_category,
             "history": [list(step) for step in self.history],
+            "requeues": self.requeues,
             "metrics": self.metrics.to_dict() if self.metrics else None,
             "checks": [
                 {**attrs.asdict(c), "expected": repr(c.expected), "actual": repr(c.actual)} for c in self.checks
@@ -213,6 +216,7 @@ class ClusterJobValidator:
             metrics=metrics,
             error_category=categorize(error),
             history=tuple((state.value, iso(when) or "") for state, when in job.history),
+            requeues=job.requeues,
         )
         self.results.append(result)
         return result
@@ -220,7 +224,16 @@ class ClusterJobValidator:
     def _history(self, job: Job, expected_end: JobState | None) -> Check:
         states = [state for state, _ in job.history]
         times = [when for _, when in job.history]
-        forward = all(not a.finished and _RANK.get(a, 2) <= _RANK.get(b, 2) for a, b in itertools.pairwise(states))
+        # Each run of the job (a requeue starts another) moves forward on its own.
+        runs: list[list[JobState]] = [[]]
+        for state in states:
+            if state is JobState.REQUEUED:
+                runs.append([])
+            else:
+                runs[-1].append(state)
+        forward = all(
+            not a.finished and _RANK.get(a, 2) <= _RANK.get(b, 2) for run in runs for a, b in itertools.pairwise(run)
+        )
         ordered = times == sorted(times)
         end_ok = expected_end is None or states[-1] is expected_end
         return Check(

@@ -87,6 +87,8 @@ class KubernetesBackend(Backend):
 
     options: ClassVar[Mapping[str, Callable[[Any], Any]]] = OPTIONS
     default_transport: ClassVar[str] = "local"
+    # A pod's files go with it: a checkpoint written there could not reach the next pod.
+    resumes_checkpoints: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

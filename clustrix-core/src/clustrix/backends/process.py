@@ -26,6 +26,8 @@ from clustrix.state import JobState, JobStatus
 
 # Seconds between the polite TERM and the KILL, for a time limit and for cancel.
 KILL_GRACE = 10
+# What job.sh and cancel record in a job's directory about one run of it.
+_RUN_RECORDS = ("pid", "limited", "exitcode", "timedout", "oom", "cancelled")
 
 # One fork per job, without job control, so setsid makes each job.sh its own group leader.
 _LAUNCH = 'for d in "$@"; do setsid sh "$d/job.sh" </dev/null >>"$d/stdout" 2>>"$d/stderr" & echo $! > "$d/pid"; done'
@@ -108,6 +110,12 @@ class ProcessBackend(Backend):
                 raise SubmissionError(f"job asks for {job.spec.resources.cores} cores but the host has {self.cores}")
         if chunksize is None and len(jobs) > 1:
             return self.pool.submit(jobs, min(len(jobs), max(1, self.cores // jobs[0].spec.resources.cores)))
+        with self._lock:
+            again = [job for job in jobs if self._ended.pop(job.key, None) is not None]
+        if again:
+            # Submitted again (a checkpoint to resume): the last run's records must not answer for this one.
+            records = [f"{job.directory}/{name}" for job in again for name in _RUN_RECORDS]
+            self.transport.run(["rm", "-f", "--", *records]).check(BackendUnavailableError, "clearing a job's records")
         self.transport.write_files({f"{job.directory}/job.sh": self._script(job).encode() for job in jobs}, 0o700)
         with self._lock:
             self._queue.extend(jobs)

@@ -1,0 +1,60 @@
+"""Checkpoint and requeue on the ``local`` backend: real jobs stopped and resumed (tests/checkpoint_cases.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from clustrix import cluster
+from clustrix.errors import ConfigError
+from clustrix.state import JobState
+from tests import checkpoint_cases
+from tests.checkpoint_cases import Counter
+from tests.conftest import wait_for
+
+
+def test_a_counter_past_its_time_limit_finishes_after_requeues(local_profile):
+    # 30 x 0.2 s in jobs of 3 s (checkpointed 1 s before the limit): three or four runs.
+    checkpoint_cases.a_counter_past_its_time_limit_finishes_after_requeues(
+        local_profile(checkpoint_notice=1), "00:00:03", steps=30, step=0.2, requeues=2, timeout=60
+    )
+
+
+def test_max_requeues_bounds_the_requeues(local_profile):
+    checkpoint_cases.max_requeues_bounds_the_requeues(
+        local_profile(checkpoint_notice=1), "00:00:03", steps=30, step=0.2, timeout=60
+    )
+
+
+def test_a_term_signal_checkpoints_and_the_job_resumes(local_profile):
+    # What a preempting scheduler does: TERM the job's processes, then start it again later.
+    fn = cluster(profile=local_profile(), cores=1)(Counter(20, 0.2))
+    future = fn.submit(0)
+    pid_file = Path(future.job.directory, "pid")
+    pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "the job to start")
+    wait_for(lambda: future.state is JobState.RUNNING, 10, "the job to run")
+    os.killpg(int(pid), signal.SIGTERM)
+    value, jobs = future.result(timeout=60)
+    assert value == 20
+    assert future.job.requeues == 1 and len(jobs) == 2
+
+
+def test_a_map_of_checkpointable_calls_runs_each_as_its_own_job(local_profile):
+    fn = cluster(profile=local_profile(checkpoint_notice=1), cores=1, time="00:00:02")(Counter(8, 0.2))
+    futures = fn.map([0, 100])
+    assert [f.result(timeout=60)[0] for f in futures] == [8, 108]
+    assert all(f.job.requeues >= 1 for f in futures)
+    assert len({f.job_id for f in futures}) == 2
+
+
+def test_checkpointable_calls_refuse_what_cannot_resume(local_profile):
+    name = local_profile()
+    with pytest.raises(ConfigError, match="chunksize=2: checkpointable calls each run as a job of their own"):
+        cluster(profile=name)(Counter(1, 0)).map([1, 2], chunksize=2)
+    with pytest.raises(ConfigError, match="checkpoint_notice=60: must be shorter than the time limit"):
+        cluster(profile=name, time="00:01:00", checkpoint_notice=60)(Counter(1, 0)).submit(1)
+    with pytest.raises(ConfigError, match="max_requeues=-1"):
+        cluster(profile=name, max_requeues=-1)(Counter(1, 0)).submit(1)
