@@ -37,6 +37,7 @@ from clustrix.errors import (
     ResultMissingError,
     SubmissionError,
 )
+from tests import checkpoint_cases
 from tests.conftest import profile_table, wait_for
 
 pytestmark = [pytest.mark.real_world]
@@ -706,3 +707,12 @@ def test_the_watch_resumes_after_the_api_server_restarts(k8s):
     assert future.result(timeout=300) == "woke"
     assert fn.session().backend.requests["list jobs"] >= 2, "it listed again after the restart"
     assert cluster(profile=k8s)(add)(20, 22) == 42
+
+
+def test_a_checkpointable_call_is_refused_before_anything_is_created(k8s, api):
+    # A pod's files go with it: a checkpoint written there could never reach the next pod.
+    before = {job.metadata.name for job in api.batch.list_namespaced_job(NAMESPACE).items}
+    with pytest.raises(ConfigError, match="the kubernetes backend cannot resume a checkpoint"):
+        cluster(profile=k8s, time="00:01:00")(checkpoint_cases.Counter(1, 0.0)).submit(0)
+    after = {job.metadata.name for job in api.batch.list_namespaced_job(NAMESPACE).items}
+    assert after == before

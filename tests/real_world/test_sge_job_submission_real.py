@@ -33,6 +33,7 @@ from clustrix.errors import (
 )
 from clustrix.session import ClusterSession
 from clustrix_sge import parse
+from tests import checkpoint_cases
 from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
@@ -708,3 +709,11 @@ def test_compute_intensive_workload_uses_both_slots(sge):
     # SGE accounts the CPU of every process of the job: both workers' time is in its record.
     assert parse.seconds(record["cpu"]) >= 0.9 * worker_cpu, (record["cpu"], worker_cpu)
     assert record["slots"] == "2"
+
+
+def test_a_counter_past_h_rt_finishes_after_requeues(sge):
+    # 24 one-second steps in jobs of 10 s, each checkpointed 2 s before SGE's h_rt kill (a
+    # SIGKILL: SGE gives no warning signal without -notify, the runner's own timer does).
+    checkpoint_cases.a_counter_past_its_time_limit_finishes_after_requeues(
+        sge, "00:00:10", steps=24, step=1.0, requeues=2, timeout=300
+    )
