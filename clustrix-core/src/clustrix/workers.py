@@ -346,7 +346,8 @@ class WorkerPool:
                     status = attrs.evolve(status, reason=f"{status.reason}{self._workers_said(batch)}")
                 statuses[call_id(prefix, index)] = status
             if drain:
-                self._drain(batch, drain)
+                # Cancelling hundreds of tasks takes the scheduler a while: not in the poll's way.
+                threading.Thread(target=self._drain, args=(batch, drain), name="clustrix-drain", daemon=True).start()
             if relaunch:
                 self._relaunch(batch, by_index, len(listing.claimed))
             self._clean(prefix, batch, by_index)
