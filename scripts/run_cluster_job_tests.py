@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Run the real-world job tests against configured clusters and write a JSON report.
+"""Run the real-world job tests against configured clusters and write a JSON and an HTML report.
 
     scripts/run_cluster_job_tests.py --cluster all|slurm|pbs|sge|kubernetes|ssh
         [--tests basic|expensive|all] [--timeout SECONDS] [--check-only]
-        [--report PATH] [--config FILE] [--require] [-- PYTEST_ARGS...]
+        [--report PATH] [--html PATH] [--config FILE] [--require] [-- PYTEST_ARGS...]
 
 Clusters are the profiles in the config file (``--config``, else ``$CLUSTRIX_CONFIG``,
 else the file tests/clusters/up writes), grouped by backend. ``--check-only`` probes
 each profile (plugin installed, host reachable, scheduler answers) and prints a table.
 ``all`` runs what is available and says what is not; with ``--require`` (default under
 ``CI=true``) an unavailable cluster, a skipped test or no test at all fails the run.
+``--html`` writes the same report as one self-contained page (per cluster: tests,
+the validator's checks, a timeline of the jobs); it needs ``clustrix-core[report]``.
 Exit status is non-zero on any failure.
 """
 
@@ -27,8 +29,11 @@ from typing import Any
 import pytest
 
 from clustrix import ClustrixError, hookimpl, plugins
+from clustrix.job import Job
 from clustrix.profiles import resolve
+from clustrix.records import iso
 from clustrix.session import get_session
+from clustrix.state import JobState
 
 ROOT = Path(__file__).resolve().parents[1]
 # Cluster kind -> (backend name in profiles, the pip extra that installs its plugin).
@@ -68,20 +73,27 @@ def check_profiles(config_file: Path, kinds: list[str]) -> dict[str, list[dict[s
 
 
 class Collector:
-    """A pytest plugin and a clustrix plugin at once: per-test outcome, duration and job ids."""
+    """A pytest plugin and a clustrix plugin at once: per-test outcome, duration and job ids, and
+    per job its test and when it was submitted, started and ended (the timeline's spans)."""
 
-    def __init__(self) -> None:
+    def __init__(self, modules: dict[str, str]) -> None:
+        self.modules = modules  # test module's file name -> cluster kind
         self.tests: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
         self.current: str | None = None
+
+    def _entry(self, nodeid: str, path: str) -> dict[str, Any]:
+        cluster = self.modules.get(Path(path).name, "")
+        return self.tests.setdefault(
+            nodeid, {"test": nodeid, "cluster": cluster, "outcome": "passed", "duration": 0.0, "job_ids": []}
+        )
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self.current = item.nodeid
-        self.tests[item.nodeid] = {"test": item.nodeid, "outcome": "passed", "duration": 0.0, "job_ids": []}
+        self._entry(item.nodeid, str(item.path))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        entry = self.tests.setdefault(
-            report.nodeid, {"test": report.nodeid, "outcome": "passed", "duration": 0.0, "job_ids": []}
-        )
+        entry = self._entry(report.nodeid, report.fspath)
         entry["duration"] += report.duration
         if report.failed:
             entry["outcome"] = "failed"
@@ -89,9 +101,34 @@ class Collector:
             entry["outcome"] = "skipped"
 
     @hookimpl
-    def clustrix_job_submitted(self, job) -> None:
-        if self.current in self.tests:
-            self.tests[self.current]["job_ids"].append(job.job_id)
+    def clustrix_job_submitted(self, job: Job) -> None:
+        test = self.tests.get(self.current or "")
+        if test is None:
+            return
+        test["job_ids"].append(job.job_id)
+        self.jobs[job.key] = {
+            "job_id": job.job_id,
+            "test": test["test"],
+            "cluster": test["cluster"],
+            "state": job.state.value,
+            "submitted": iso(job.submitted_at),
+            "started": None,
+            "ended": None,
+        }
+
+    @hookimpl
+    def clustrix_job_finished(self, job: Job) -> None:
+        entry = self.jobs.get(job.key)
+        if entry is None:
+            return
+        # The runner's own start and end, when it wrote them; else when the client saw the job run and end.
+        meta = job.meta or {}
+        running = next((when for state, when in job.history if state is JobState.RUNNING), None)
+        entry.update(
+            state=job.state.value,
+            started=meta.get("start") or iso(running),
+            ended=meta.get("end") or iso(job.history[-1][1]),
+        )
 
 
 def main() -> int:
@@ -101,6 +138,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="per-test limit in seconds")
     parser.add_argument("--check-only", action="store_true")
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--html", type=Path, help="also write the report as a page (needs clustrix-core[report])")
     parser.add_argument("--config", type=Path, default=Path(os.environ.get("CLUSTRIX_CONFIG") or DEFAULT_CONFIG))
     parser.add_argument("--require", action="store_true", default=os.environ.get("CI", "").lower() == "true")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
@@ -113,11 +151,11 @@ def main() -> int:
     if unavailable:
         print(f"not available: {', '.join(unavailable)}")
     failed = bool(unavailable) and (args.require or args.cluster != "all")
-    report: dict[str, Any] = {"clusters": found, "tests": [], "validation": []}
+    report: dict[str, Any] = {"clusters": found, "tests": [], "jobs": [], "validation": []}
     if not args.check_only and available:
-        modules = [str(p) for k in available for p in sorted(ROOT.glob(f"tests/real_world/test_{k}_*_real.py"))]
+        modules = {p: k for k in available for p in sorted(ROOT.glob(f"tests/real_world/test_{k}_*_real.py"))}
         validation = Path(args.report or "reports/cluster-job-tests.json").with_suffix(".validation.json")
-        collector = Collector()
+        collector = Collector({p.name: k for p, k in modules.items()})
         plugins.plugin_manager().register(collector)
         started = time.monotonic()
         code = pytest.main(
@@ -131,12 +169,13 @@ def main() -> int:
                 f"--clustrix-config={args.config}",
                 f"--clustrix-report={validation}",
                 *(["--require-clusters"] if args.require else []),
-                *modules,
+                *map(str, modules),
                 *args.pytest_args,
             ],
             plugins=[collector],
         )
         report["tests"] = list(collector.tests.values())
+        report["jobs"] = list(collector.jobs.values())
         report["duration"] = time.monotonic() - started
         if validation.exists():
             report["validation"] = json.loads(validation.read_text())["jobs"]
@@ -151,6 +190,12 @@ def main() -> int:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2))
         print(f"report: {args.report}")
+    if args.html:
+        # Imported only here: the page's libraries are an optional extra.
+        from clustrix.report import write_html
+
+        write_html(report, args.html)
+        print(f"HTML report: {args.html}")
     return 1 if failed else 0
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import html.parser
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 
 
@@ -133,3 +138,89 @@ def use_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str, name
     path.write_text(current.read_text() + "\n" + "\n".join(lines) + "\n")
     monkeypatch.setenv("CLUSTRIX_CONFIG", str(path))
     return name
+
+
+# Chromium tries Google's update and sign-in services even with these flags. So it runs in a network
+# namespace of its own (no interface but a loopback that is down), every host name resolves to
+# nothing and any proxy connection goes to a closed loopback port: it reaches no address.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--disable-client-side-phishing-detection",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--disable-features=Translate,MediaRouter,OptimizationHints,NetworkTimeServiceQuerying",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--force-color-profile=srgb",
+    "--window-size=1280,2400",
+)
+
+
+@attrs.frozen
+class Rendered:
+    """What Chromium made of a page: the DOM after loading it, and a screenshot."""
+
+    dom: str
+    screenshot: Path
+
+    def elements(self, tag: str) -> list[dict[str, str | None]]:
+        """The attributes of every ``tag`` element in the DOM, in order."""
+        found: list[dict[str, str | None]] = []
+
+        class Parser(html.parser.HTMLParser):
+            def handle_starttag(self, name, attributes):
+                if name == tag:
+                    found.append(dict(attributes))
+
+        Parser().feed(self.dom)
+        return found
+
+    def pixels(self, colour: str) -> int:
+        """How many pixels of the screenshot are ``colour`` (``#rrggbb``), give or take rounding."""
+        from matplotlib.image import imread  # the report extra's; only these tests need it
+
+        image = imread(self.screenshot)[..., :3]
+        wanted = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        return int((abs(image - wanted) <= 2 / 255).all(axis=-1).sum())
+
+
+@pytest.fixture
+def open_in_chromium(request: pytest.FixtureRequest, tmp_path: Path):
+    """``open_in_chromium(page)``: Debian's chromium, headless and offline, loads the file; returns a
+    ``Rendered``. Fails if chromium sent a byte on any socket. Chromium missing: a skip, or a failure
+    where the machine was set up for the tests (``--require-clusters``: scripts/test installs it there)."""
+    if shutil.which("chromium") is None:
+        reason = "chromium is not installed (scripts/chromium installs it, as root on Debian)"
+        if request.config.getoption("--require-clusters"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    def run(page: Path, *action: str) -> str:
+        netlog = tmp_path / "chromium-netlog.json"
+        command = ["unshare", "--net", "--map-root-user", "chromium", *CHROMIUM_FLAGS]
+        command += [f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--log-net-log={netlog}", *action]
+        out = subprocess.run([*command, page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        log = json.loads(netlog.read_text())
+        names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+        sent = [names[event["type"]] for event in log["events"] if names[event["type"]].endswith("BYTES_SENT")]
+        assert not sent, f"chromium sent bytes on a socket: {sent}"
+        return out.stdout
+
+    def open_page(page: Path) -> Rendered:
+        screenshot = tmp_path / "screenshot.png"
+        dom = run(page, "--dump-dom")
+        run(page, f"--screenshot={screenshot}")
+        return Rendered(dom=dom, screenshot=screenshot)
+
+    return open_page

@@ -1,5 +1,6 @@
 """The conformance kit against every real cluster profile: each backend keeps the generic contract,
-validator hooks included. Also the cluster test runner script, end to end on a real cluster."""
+validator hooks included. Also the cluster test runner script, end to end on a real cluster, and
+its HTML report opened in a real browser."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from clustrix.report import ENDINGS, QUEUED
 from tests.conftest import run_conformance_kit
 
 pytestmark = pytest.mark.real_world
@@ -59,6 +61,50 @@ def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
     assert data["passed"] is True
     assert {p["profile"] for p in data["clusters"]["ssh"] if p["available"]} >= {"ssh-local", "ssh-remote"}
     assert len(data["tests"]) == 4 and all(t["outcome"] == "passed" and t["job_ids"] for t in data["tests"])
+
+
+def test_runner_script_writes_an_html_report_that_a_browser_renders(cluster_profile, open_in_chromium, tmp_path):
+    cluster_profile("slurm")
+    report, page = tmp_path / "run.json", tmp_path / "run.html"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/run_cluster_job_tests.py"),
+            "--cluster",
+            "slurm",
+            "--report",
+            str(report),
+            "--html",
+            str(page),
+            "--config",
+            os.environ["CLUSTRIX_CONFIG"],
+            "--",
+            "-k",
+            "validator_sees_what_slurm_allocated",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "CI": ""},
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    data = json.loads(report.read_text())
+    # Two tests (accounted by sacct, and by the runner), one job each, both validated.
+    assert [t["outcome"] for t in data["tests"]] == ["passed", "passed"]
+    jobs = data["jobs"]
+    assert len(jobs) == 2 and all(job["cluster"] == "slurm" and job["state"] == "COMPLETED" for job in jobs)
+    assert all(job["submitted"] <= job["started"] < job["ended"] for job in jobs)
+    checks = sum(len(job["checks"]) for job in data["validation"])
+
+    rendered = open_in_chromium(page)
+    rows = [row["class"] for row in rendered.elements("tr") if row.get("class")]
+    assert rows.count("test passed") == 2 and rows.count("job") == 2
+    assert rows.count("check passed") == checks and "check failed" not in rows
+    spans = sorted(g["id"] for g in rendered.elements("g") if g.get("id", "").startswith(("queued-", "running-")))
+    assert spans == ["queued-0", "queued-1", "running-0", "running-1"]
+    # Drawn, not only in the DOM: the screenshot shows the queued and the completed spans.
+    assert rendered.pixels(QUEUED) > 50 and rendered.pixels(ENDINGS["completed"]) > 500
 
 
 def test_runner_script_fails_for_a_cluster_that_is_not_there(tmp_path):
