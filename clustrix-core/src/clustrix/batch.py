@@ -53,8 +53,8 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 # A worker task asks for this many times a call's time limit: after one call that used its
 # whole limit it could take no other (a call starts only if its full limit still fits).
 WORKER_TIME_FACTOR = 2
-# Ends of calls run by workers remembered for jobs that wait for them (the oldest go first).
-CALL_ENDS_KEPT = 100_000
+# Ends remembered for held jobs that may still wait for them (the oldest go first).
+ENDS_KEPT = 100_000
 
 
 class BatchBackend(Backend):
@@ -80,6 +80,10 @@ class BatchBackend(Backend):
     # and release it (``release_command``): a job waiting for a call has no scheduler id to name.
     claims_calls: ClassVar[bool] = True
     hold_option: ClassVar[str] = ""
+    # Whether ``dependency_options`` waits for the upstream jobs to COMPLETE (Slurm's afterok).
+    # Without it (SGE's -hold_jid starts a job however its upstream ended) every dependant is
+    # submitted held too, and released like a job that waits for a worker's call.
+    has_afterok: ClassVar[bool] = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -93,9 +97,11 @@ class BatchBackend(Backend):
         # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
         self._running_seen: set[str] = set()
         self.pool = workers.WorkerPool(self)
-        # Jobs submitted held until the worker calls they wait for completed; how those calls ended.
-        self._held_for_calls: dict[str, set[str]] = {}
-        self._calls_ended: dict[str, JobState] = {}
+        # Jobs submitted held (by base id) until what they wait for completed; how jobs and calls
+        # ended; why held jobs were cancelled instead (a dependency that did not complete).
+        self._held: dict[str, set[str]] = {}
+        self._ends: dict[str, JobState] = {}
+        self._doomed: dict[str, str] = {}
         self.log = get_logger(cluster=self.config.label)
 
     # -- what a scheduler writes ---------------------------------------------------------
@@ -259,7 +265,8 @@ class BatchBackend(Backend):
         """The script's directive lines: resources, ``options``, dependencies, the user's extras.
 
         Calls run by workers have no scheduler id to depend on: a job waiting for one is
-        submitted held, and the poll releases it (see ``_settle_held``).
+        submitted held, and the poll releases it (see ``_settle_held``); so is every dependant
+        of a scheduler without ``has_afterok``.
         """
         spec = jobs[0].spec
         after = list(dict.fromkeys(upstream for job in jobs for upstream in job.after))
@@ -268,7 +275,7 @@ class BatchBackend(Backend):
         lines += [f"{self.directive_prefix} {option}" for option in options]
         if plain:
             lines += [f"{self.directive_prefix} {option}" for option in self.dependency_options(plain)]
-        if len(plain) < len(after):
+        if len(plain) < len(after) or (plain and not self.has_afterok):
             lines.append(f"{self.directive_prefix} {self.hold_option}")
         prefix = self.directive_prefix
         lines += [extra if extra.startswith(prefix) else f"{prefix} {extra}" for extra in spec.resources.extra]
@@ -335,11 +342,12 @@ class BatchBackend(Backend):
                 f"{command[0]} answered no job id for {spec.name!r}",
                 scheduler_output=result.stdout + result.stderr or "(no output)",
             )
-        calls = {upstream for job in jobs for upstream in job.after if workers.is_call_id(upstream)}
+        after = {upstream for job in jobs for upstream in job.after}
+        waits = after if not self.has_afterok else {upstream for upstream in after if workers.is_call_id(upstream)}
         with self.lock:
             self._specs[self.base_id(job_id)] = spec
-            if calls:
-                self._held_for_calls[job_id] = calls
+            if waits:
+                self._held[self.base_id(job_id)] = waits
         return job_id
 
     # -- watching and cancelling ---------------------------------------------------------
@@ -351,44 +359,60 @@ class BatchBackend(Backend):
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
         statuses = {job_id: found.get(job_id, unknown) for job_id in plain}
         statuses.update(self.pool.statuses(calls, found))
-        self._settle_held(statuses)
+        statuses.update(self._settle_held(statuses))
         with self.lock:
             self._running_seen |= {j for j, status in statuses.items() if status.state is JobState.RUNNING}
             self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
         self._clean_batches(statuses)
         return statuses
 
-    def _settle_held(self, statuses: Mapping[str, JobStatus]) -> None:
-        """Release held jobs whose worker calls all COMPLETED; cancel those with one that did not.
+    def _settle_held(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
+        """Release held jobs whose upstream all COMPLETED; cancel those with one that did not.
 
-        A cancelled one ends CANCELLED without running, and its calls raise DependencyFailedError.
-        An entry goes only once its command went through: a failed one is tried again next poll.
+        A cancelled one ends CANCELLED without running (its status in this poll says why), and
+        its calls raise DependencyFailedError. A held entry goes only once its command went
+        through: a failed one is tried again next poll.
         """
         with self.lock:
-            # Every call's end, not only those waited for now: a job may be submitted to wait for
-            # a call whose end this poll saw before the session did.
-            self._calls_ended.update(
-                (job_id, status.state)
-                for job_id, status in statuses.items()
-                if workers.is_call_id(job_id) and status.state.finished
-            )
-            while len(self._calls_ended) > CALL_ENDS_KEPT:
-                del self._calls_ended[next(iter(self._calls_ended))]
-            ends = {
-                held: [self._calls_ended.get(call) for call in calls] for held, calls in self._held_for_calls.items()
-            }
-        release = [held for held, states in ends.items() if all(s is JobState.COMPLETED for s in states)]
-        doomed = [held for held, states in ends.items() if any(s and s is not JobState.COMPLETED for s in states)]
-        for ids, command in ((release, self.release_command), (doomed, self.cancel_command)):
-            if not ids:
-                continue
-            result = self.run(command(ids))
-            if not result.ok:
-                self.log.warning("could not settle held jobs, trying again next poll", jobs=ids, answer=result.words)
-                continue
-            with self.lock:
-                for held in ids:
-                    self._held_for_calls.pop(held, None)
+            # Every end, not only those waited for now: a job may be submitted to wait for one
+            # whose end this poll saw before the session did.
+            self._ends.update((job_id, status.state) for job_id, status in statuses.items() if status.state.finished)
+            while len(self._ends) > ENDS_KEPT:
+                del self._ends[next(iter(self._ends))]
+            ends = {held: {up: self._ends.get(up) for up in upstream} for held, upstream in self._held.items()}
+        release = [held for held, states in ends.items() if all(s is JobState.COMPLETED for s in states.values())]
+        doomed = {
+            held: f"job {up} it depends on ended {state.value}"
+            for held, states in ends.items()
+            for up, state in sorted(states.items(), reverse=True)
+            if state is not None and state is not JobState.COMPLETED
+        }
+        if release:
+            result = self.run(self.release_command(release))
+            ignorable = self.unknown_job_words + self.finished_job_words
+            if not result.ok and not any(word in result.words for word in ignorable):
+                self.log.warning(
+                    "could not release held jobs, trying again next poll", jobs=release, answer=result.words
+                )
+                release = []
+        if doomed:
+            try:
+                self.cancel(list(doomed))
+            except BackendUnavailableError as exc:
+                self.log.warning(
+                    "could not cancel held jobs, trying again next poll", jobs=list(doomed), error=str(exc)
+                )
+                doomed = {}
+        with self.lock:
+            for held in [*release, *doomed]:
+                self._held.pop(held, None)
+            self._doomed.update(doomed)
+        # The scheduler was asked before the cancel: the doomed end CANCELLED in this poll already.
+        return {
+            job_id: JobStatus(JobState.CANCELLED, reason=doomed[self.base_id(job_id)])
+            for job_id in statuses
+            if not workers.is_call_id(job_id) and self.base_id(job_id) in doomed
+        }
 
     def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
         ended = []

@@ -8,10 +8,11 @@ its tasks at once), for their exit status and SGE's failure code, at most
 it is deleted and ends FAILED with SGE's reason.
 
 SGE has no "afterok": ``-hold_jid`` starts a dependant whatever its upstream's end. So a
-dependant is submitted held (``-h``, plus ``-hold_jid`` naming what it waits for) and the
-poll releases it with ``qrls`` once every job it waits for COMPLETED, or deletes it with
-``qdel`` (it ends CANCELLED, never having run) when one ended otherwise. The release needs
-this client: dependants of a client that exited stay held until ``qrls`` or ``qdel``.
+dependant is submitted held (``-h``, plus ``-hold_jid`` naming what it waits for: the base
+does this without ``has_afterok``) and the poll releases it with ``qrls`` once every job it
+waits for COMPLETED, or deletes it with ``qdel`` (it ends CANCELLED, never having run) when
+one ended otherwise. The release needs this client: dependants of a client that exited stay
+held until ``qrls`` or ``qdel``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ ACCOUNTING_GRACE = 60.0
 # How long the validator's metrics wait for a record qacct does not have yet.
 ACCOUNTING_WAIT = 10.0
 MAX_QACCT_PER_POLL = 8
-# How many ended jobs' states are remembered for the held dependants that may still wait for them.
-MAX_ENDS_KEPT = 100_000
 # Limits SGE applies per slot (queue_conf(5)): a job of N slots gets N times the value.
 _PER_SLOT_LIMITS = frozenset({"h_vmem", "s_vmem", "h_rss", "s_rss", "h_data", "s_data", "h_stack", "s_stack"})
 _MAX_AJ_TASKS = re.compile(r"^max_aj_tasks\s+(\d+)\s*$", re.MULTILINE)
@@ -83,6 +82,7 @@ class SgeBackend(BatchBackend):
     # qdel's words for jobs it deleted or that are already on their way out: nothing went wrong.
     finished_job_words = ("is already in deletion", "has registered the job", "has deleted job")
     hold_option = "-h"
+    has_afterok = False
     unreachable_words = ("unable to contact qmaster", "unable to send message to qmaster", "commlib error")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -95,10 +95,6 @@ class SgeBackend(BatchBackend):
         self._submitted: dict[str, str] = {}
         self._missing_since: dict[str, float] = {}
         self._cancelled: set[str] = set()
-        # Held dependants (job numbers) and the job ids they wait for; how every job ended.
-        self._held: dict[str, set[str]] = {}
-        self._ended: dict[str, JobState] = {}
-        self._doomed: dict[str, str] = {}
 
     # -- the pieces of the batch base ------------------------------------------------------
 
@@ -180,9 +176,9 @@ class SgeBackend(BatchBackend):
         return [f"-t {first}-{last}", *([f"-tc {throttle}"] if throttle else [])]
 
     def dependency_options(self, after: Sequence[str]) -> list[str]:
-        """Held (``-h``) until the poll sees every job of ``after`` COMPLETED; see the module's docstring."""
+        """Held too (no ``has_afterok``) until the poll sees every job of ``after`` COMPLETED."""
         numbers = sorted({parse.job_number(job_id) for job_id in after}, key=int)
-        return [f"-hold_jid {','.join(numbers)}", "-h"]
+        return [f"-hold_jid {','.join(numbers)}"]
 
     def submit_command(self, script: str, stdout: str, stderr: str) -> list[str]:
         # Paths go on the command line (qsub opens them for appending), never through a script line.
@@ -236,8 +232,6 @@ class SgeBackend(BatchBackend):
         with self.lock:
             for job, job_id in zip(jobs, ids, strict=True):
                 self._directories.setdefault(job_id, []).append(job.directory)
-                if job.after:
-                    self._held.setdefault(parse.job_number(job_id), set()).update(job.after)
         return ids
 
     def cancel(self, job_ids: Sequence[str]) -> None:
@@ -271,7 +265,6 @@ class SgeBackend(BatchBackend):
             found.update(self._end_errored(errored))
         if gone:
             found.update(self._accounted(gone))
-        found.update(self._settle_dependants(job_ids, found))
         with self.lock:
             for job_id, status in found.items():
                 if status.state.finished:
@@ -361,45 +354,6 @@ class SgeBackend(BatchBackend):
                 exit_code=1,
                 nodes=found[job_id].nodes,
             )
-
-    def _settle_dependants(self, job_ids: Sequence[str], found: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
-        """Release held dependants whose upstream jobs all COMPLETED; delete those with one that did not.
-
-        A held entry goes only once its qrls or qdel went through: a failed one is tried again next poll.
-        """
-        release, doomed = [], {}
-        with self.lock:
-            for job_id in job_ids:
-                # What the base reports for jobs left out of ``found``: UNKNOWN.
-                state = found[job_id].state if job_id in found else JobState.UNKNOWN
-                if state.finished:
-                    self._ended[job_id] = state
-            while len(self._ended) > MAX_ENDS_KEPT:
-                del self._ended[next(iter(self._ended))]  # the oldest: no held job waits for those
-            for number, upstream in self._held.items():
-                ends = {job_id: self._ended.get(job_id) for job_id in upstream}
-                failed = sorted((job_id, s.value) for job_id, s in ends.items() if s and s is not JobState.COMPLETED)
-                if failed:
-                    doomed[number] = f"job {failed[0][0]} it depends on ended {failed[0][1]}"
-                elif all(ends.values()):
-                    release.append(number)
-        if release:
-            result = self.run(["qrls", *release])
-            if not result.ok and not all(word in result.words for word in self.unknown_job_words):
-                self.log.warning("qrls failed, trying again next poll", jobs=release, answer=result.words[-300:])
-                release = []
-        if doomed:
-            self.cancel(list(doomed))
-        with self.lock:
-            for number in [*release, *doomed]:
-                del self._held[number]
-            self._doomed.update(doomed)
-        # qstat was read before the qdel: the doomed end CANCELLED in this poll already.
-        return {
-            job_id: JobStatus(JobState.CANCELLED, reason=doomed[parse.job_number(job_id)])
-            for job_id in job_ids
-            if parse.job_number(job_id) in doomed
-        }
 
     # -- what the validator asks ----------------------------------------------------------------
 
