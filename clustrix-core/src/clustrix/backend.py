@@ -7,7 +7,8 @@ import functools
 import os
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -15,7 +16,7 @@ import attrs
 from clustrix import convert
 from clustrix.config import ClusterConfig
 from clustrix.spec import JobSpec
-from clustrix.state import JobStatus
+from clustrix.state import JobState, JobStatus
 from clustrix.transport import Transport
 
 
@@ -28,6 +29,45 @@ class StagedJob:
     spec: JobSpec
     # Scheduler ids of unfinished jobs this one may start only after, once they completed.
     after: tuple[str, ...] = ()
+
+
+class Leftovers:
+    """Files a backend removes by the cleanup policy once every job they serve has ended.
+
+    A group (a batch directory, a worker batch) is tracked with its members (job ids, call
+    indices); ``ended`` is told their statuses and answers, once the last member ended,
+    whether they all COMPLETED.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[Hashable]] = {}
+        self._failed: set[str] = set()
+
+    def track(self, group: str, members: Iterable[Hashable]) -> None:
+        with self._lock:
+            self._waiting.setdefault(group, set()).update(members)
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            return list(self._waiting)
+
+    def ended(self, group: str, statuses: Mapping[Any, JobStatus]) -> bool | None:
+        """Record the members of ``group`` that ended; None while some have not, else all COMPLETED."""
+        with self._lock:
+            waiting = self._waiting.get(group)
+            if waiting is None:
+                return None
+            for member in [m for m in waiting if m in statuses and statuses[m].state.finished]:
+                waiting.discard(member)
+                if statuses[member].state is not JobState.COMPLETED:
+                    self._failed.add(group)
+            if waiting:
+                return None
+            del self._waiting[group]
+            failed = group in self._failed
+            self._failed.discard(group)
+            return not failed
 
 
 class Backend(abc.ABC):

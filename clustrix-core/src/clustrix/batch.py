@@ -42,7 +42,7 @@ from typing import ClassVar
 import attrs
 
 from clustrix import workers
-from clustrix.backend import Backend, StagedJob
+from clustrix.backend import Backend, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.log import get_logger
 from clustrix.spec import JobSpec
@@ -92,8 +92,7 @@ class BatchBackend(Backend):
         self._specs: dict[str, JobSpec] = {}
         # Batch directories (array scripts, tasks files, the scheduler's own output) and their
         # unfinished job ids; each is cleaned by the profile's policy once all of its jobs have ended.
-        self._batches: dict[str, set[str]] = {}
-        self._batch_failed: set[str] = set()
+        self._batches = Leftovers()
         # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
         self._running_seen: set[str] = set()
         self.pool = workers.WorkerPool(self)
@@ -223,7 +222,7 @@ class BatchBackend(Backend):
             self.transport.remove_tree(batch_dir)
             raise
         with self.lock:
-            self._batches[batch_dir] = set(ids)
+            self._batches.track(batch_dir, ids)
         return ids
 
     def launch_workers(
@@ -415,21 +414,9 @@ class BatchBackend(Backend):
         }
 
     def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
-        ended = []
-        with self.lock:
-            for batch_dir, waiting in self._batches.items():
-                for job_id in [j for j in waiting if j in statuses and statuses[j].state.finished]:
-                    waiting.discard(job_id)
-                    if statuses[job_id].state is not JobState.COMPLETED:
-                        self._batch_failed.add(batch_dir)
-                if not waiting:
-                    ended.append(batch_dir)
-            for batch_dir in ended:
-                del self._batches[batch_dir]
-        for batch_dir in ended:
-            failed = batch_dir in self._batch_failed
-            self._batch_failed.discard(batch_dir)
-            if self.config.should_clean(not failed):
+        for batch_dir in self._batches.groups():
+            succeeded = self._batches.ended(batch_dir, statuses)
+            if succeeded is not None and self.config.should_clean(succeeded):
                 self.transport.remove_tree(batch_dir)
 
     def cancel(self, job_ids: Sequence[str]) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from clustrix import runner
-from clustrix.backend import StagedJob
+from clustrix.backend import Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError
 from clustrix.log import get_logger
 from clustrix.state import JobState, JobStatus
@@ -278,9 +278,8 @@ class WorkerPool:
         # The worker each call was claimed by; worker tasks seen ended (not asked about again).
         self._ran_in: dict[str, str] = {}
         self._tasks_ended: dict[str, JobStatus] = {}
-        # Each batch's calls not yet seen ended, and whether one failed: it is cleaned after the last.
-        self._unfinished: dict[str, set[int]] = {}
-        self._failed: set[str] = set()
+        # Each batch's calls: it is cleaned after the last one ended.
+        self._unfinished = Leftovers()
         self.log = get_logger(cluster=backend.config.label)
 
     def submit(self, jobs: Sequence[StagedJob], size: int) -> list[str]:
@@ -297,9 +296,9 @@ class WorkerPool:
             raise
         batch = WorkerBatch(batch_dir, prefix, len(jobs), size, tasks, template=attrs.evolve(jobs[0], after=()))
         self._write_record(batch)
+        self._unfinished.track(prefix, range(len(jobs)))
         with self.lock:
             self._batches[prefix] = batch
-            self._unfinished[prefix] = set(range(len(jobs)))
         return [call_id(prefix, index) for index in range(len(jobs))]
 
     def tasks_to_ask(self, calls: Sequence[str]) -> list[str]:
@@ -404,21 +403,12 @@ class WorkerPool:
 
     def _clean(self, prefix: str, batch: WorkerBatch, by_index: Mapping[int, JobStatus]) -> None:
         """Forget a batch whose calls all ended; remove its directory and record by the profile's policy."""
+        succeeded = self._unfinished.ended(prefix, by_index)
+        if succeeded is None:
+            return
         with self.lock:
-            waiting = self._unfinished.get(prefix)
-            if waiting is None:
-                return
-            for index in [i for i in waiting if i in by_index and by_index[i].state.finished]:
-                waiting.discard(index)
-                if by_index[index].state is not JobState.COMPLETED:
-                    self._failed.add(prefix)
-            if waiting:
-                return
-            del self._unfinished[prefix]
             del self._batches[prefix]
-            failed = prefix in self._failed
-            self._failed.discard(prefix)
-        if self.backend.config.should_clean(not failed):
+        if self.backend.config.should_clean(succeeded):
             self.backend.transport.remove_tree(batch.directory)
             self.backend.transport.remove_tree(record_directory(self.backend.workdir, prefix))
 
@@ -438,7 +428,7 @@ class WorkerPool:
             if prefix not in self._batches:
                 self._batches[prefix] = batch
                 # Cleaned by this client too once every call of it ended (when it follows them all).
-                self._unfinished[prefix] = set(range(batch.calls))
+                self._unfinished.track(prefix, range(batch.calls))
 
     def _workers_said(self, batch: WorkerBatch) -> str:
         try:
