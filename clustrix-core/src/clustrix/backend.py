@@ -41,6 +41,9 @@ class Backend(abc.ABC):
     # Profile keys this backend adds, each with its converter (which raises ConfigError).
     options: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
     default_transport: ClassVar[str] = "local"
+    # Whether a call asking for several tasks (``Resources.tasks``) runs once on each of them; the
+    # session refuses such calls for a backend that would run them once.
+    runs_tasks: ClassVar[bool] = False
 
     def __init__(self, config: ClusterConfig, transport: Transport) -> None:
         self.config = config

@@ -16,6 +16,7 @@ from clustrix import convert, plugins
 from clustrix.config import CLUSTER_KEYS, JOB_KEYS, ClusterConfig, load_files
 from clustrix.errors import ConfigError
 from clustrix.log import get_logger
+from clustrix.spec import GATHER_MODES
 
 
 def _env(value: Any) -> dict[str, str]:
@@ -41,6 +42,7 @@ _JOB_CONVERTERS = {
     "python": convert.string("python", "the path of a Python interpreter"),
     "name": convert.string("name"),
     "parallel": convert.boolean("parallel"),
+    "gather": convert.choice("gather", GATHER_MODES),
 }
 
 

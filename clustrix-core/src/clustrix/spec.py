@@ -9,6 +9,9 @@ import attrs
 
 from clustrix.resources import Resources
 
+# What a call on several tasks returns: rank 0's value, or every rank's in a list in rank order.
+GATHER_MODES = ("rank0", "all")
+
 
 def _frozen_env(env: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(dict(env).items()))
@@ -27,5 +30,6 @@ class JobSpec:
     setup: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     python: str | None = None
     parallel: bool = False
+    gather: str = attrs.field(default="rank0", validator=attrs.validators.in_(GATHER_MODES))
     # Futures this call waits for besides those among its arguments (ClusterFunction.after).
     after: tuple[Any, ...] = ()
