@@ -557,6 +557,18 @@ def test_hostile_paths_and_values_reach_every_rank_byte_exact(cluster_profile, t
         fn.session().transport.remove_tree(workdir)
 
 
+def test_attach_collects_every_rank_of_a_multi_task_call(cluster_profile, tmp_path, monkeypatch):
+    """The journal keeps how many ranks a call had and what it gathers: a new client reads them all."""
+    use_variant(tmp_path, monkeypatch, cluster_profile("slurm-multi"), "kept", cleanup="never")
+    fn = cluster(profile="kept", nodes=2, tasks_per_node=2, gather="all")(scaled_rank)
+    future = fn.submit(3)
+    assert future.result(timeout=120) == [0, 3, 6, 9]
+    try:
+        assert clustrix.attach(future.job_id).result(timeout=120) == [0, 3, 6, 9]
+    finally:
+        fn.session().transport.remove_tree(future.job.directory)
+
+
 def scaled_rank(factor: int) -> int:
     return factor * clustrix.task_environment().rank
 
