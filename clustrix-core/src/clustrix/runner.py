@@ -5,9 +5,9 @@ This file is copied into every job directory and run there as
 directory and run as ``python runner.py --worker BATCHDIR WORKER``: a worker that
 claims the batch's calls one at a time (see ``work``). A call on several tasks is run
 once per task with ``CLUSTRIX_RANK`` set by the backend's launcher; each rank writes its
-own result and meta files (``rank_file``), and a call of one task is rank 0. It must need nothing but the Python
-standard library and the serializer module named in the payload (cloudpickle by
-default): no clustrix install on the cluster. The client imports the same file
+own result and meta files (``rank_file``), and a call of one task is rank 0. It must
+need nothing but the Python standard library and the serializer module named in the
+payload (cloudpickle by default): no clustrix install on the cluster. The client imports the same file
 for ``pack`` and ``unpack``, so the envelope has exactly one implementation.
 
 Envelope: MAGIC | 4-byte header length | header JSON | payload | HMAC-SHA256.

@@ -161,10 +161,11 @@ class ClusterSession:
         """Refuse a call on several tasks where the backend would run it only once."""
         tasks = spec.resources.tasks
         if tasks > 1 and not self.backend.runs_tasks:
+            able = ", ".join(sorted(name for name, cls in plugins.backends().items() if cls.runs_tasks)) or "none"
             raise ConfigError(
                 f"nodes={spec.resources.nodes}, tasks_per_node={spec.resources.tasks_per_node}: the call to "
                 f"{spec.name!r} would run on {tasks} tasks, but backend {self.config.backend!r} runs a call "
-                "only once (multi-task calls run on slurm); nothing was submitted"
+                f"only once (backends that run a call on every task: {able}); nothing was submitted"
             )
 
     def _dependencies(self, spec: JobSpec) -> tuple[dict, list[Job], list[Job]]:
@@ -292,8 +293,8 @@ class ClusterSession:
             job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
             job.stderr_text = self._read_text(job, runner.STDERR_FILE)
             if job.state is JobState.UNKNOWN and all(result is not None for result in results):
-                # Gone from the queue, but the runner's own records say it ran to the end.
-                job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result files"))
+                # Gone from the queue, but the runner's own record says it ran to the end.
+                job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
             done = outcome(job, results, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
         except ClustrixError as exc:
             done = Outcome(False, exception=exc)
