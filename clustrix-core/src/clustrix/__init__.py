@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 # The public names decorating does not need, imported on first use (PEP 562) from the module
 # that defines them: clustrix.job loads asyncio, clustrix.hookspecs pluggy, clustrix.parallel
 # multiprocessing and cloudpickle, clustrix.version importlib.metadata, clustrix.waiting
-# concurrent.futures (and tqdm only when a bar is to be drawn).
+# concurrent.futures (and tqdm only when a bar is to be drawn), clustrix.environment socket.
 _LAZY = {
     "ClusterFuture": "clustrix.job",
     "Job": "clustrix.job",
