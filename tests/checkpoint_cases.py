@@ -28,6 +28,7 @@ class Counter:
 
     def __call__(self, start: int) -> tuple[int, list[str]]:
         self.jobs.append(os.environ.get("CLUSTRIX_JOB_ID", "?"))
+        print(f"counting from {self.done}", flush=True)
         while self.done < self.steps:
             time.sleep(self.step)
             self.done += 1

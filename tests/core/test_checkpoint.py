@@ -10,7 +10,6 @@ import pytest
 
 from clustrix import cluster
 from clustrix.errors import ConfigError
-from clustrix.state import JobState
 from tests import checkpoint_cases
 from tests.checkpoint_cases import Counter
 from tests.conftest import wait_for
@@ -35,7 +34,8 @@ def test_a_term_signal_checkpoints_and_the_job_resumes(local_profile):
     future = fn.submit(0)
     pid_file = Path(future.job.directory, "pid")
     pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "the job to start")
-    wait_for(lambda: future.state is JobState.RUNNING, 10, "the job to run")
+    # Counting, so the runner is ready to checkpoint (a TERM before that ends the job as it would any).
+    wait_for(lambda: "counting from 0" in future.stdout(), 10, "the call to start counting")
     os.killpg(int(pid), signal.SIGTERM)
     value, jobs = future.result(timeout=60)
     assert value == 20

@@ -611,7 +611,7 @@ def test_hostile_profile_values_are_refused_before_anything_is_created(k8s, api,
 
 
 def test_unsupported_requests_are_refused_with_reasons(k8s):
-    with pytest.raises(SubmissionError, match="a call runs in one pod"):
+    with pytest.raises(ConfigError, match="runs a call only once"):
         cluster(profile=k8s, nodes=2)(add)(1, 2)
     with pytest.raises(SubmissionError, match="node_selector"):
         cluster(profile=k8s, partition="debug")(add)(1, 2)

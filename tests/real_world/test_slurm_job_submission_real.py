@@ -24,7 +24,8 @@ import pytest
 import clustrix
 from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
-from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, SubmissionError
+from clustrix.environment import main_port
+from clustrix.errors import ConfigError, JobOutOfMemoryError, JobTimeoutError, SubmissionError
 from tests import checkpoint_cases
 from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
@@ -431,22 +432,156 @@ def test_without_accounting(cluster_profile):
     assert [f.result(timeout=60) for f in futures] == [0, 2, 4, 6, 8]
 
 
-def node_names() -> tuple[str, list[str]]:
-    out = subprocess.run(
-        ["srun", "sh", "-c", "echo $SLURMD_NODENAME"], capture_output=True, text=True, check=True
-    ).stdout
-    return os.environ["SLURM_JOB_NODELIST"], sorted(out.split())
+# -- calls on several tasks (slurm-multi: three nodes n1..n3 on this machine, NodeAddr 127.0.0.1) ------
 
 
-def test_two_nodes_on_the_multi_node_cluster(cluster_profile):
+def rank_report() -> tuple[clustrix.TaskEnvironment, str, str]:
+    """This rank's environment as clustrix describes it, and the node and rank Slurm says it has."""
+    return clustrix.task_environment(), os.environ["SLURMD_NODENAME"], os.environ["SLURM_PROCID"]
+
+
+def all_reduce_squares() -> int:
+    """Sum (rank + 1)**2 over every rank through rank 0, over plain sockets; every rank gets the sum."""
+    import socket
+
+    env = clustrix.task_environment()
+    mine = (env.rank + 1) ** 2
+    deadline = time.monotonic() + 60
+    if env.rank == 0:
+        with socket.create_server((env.main_address, env.main_port), backlog=env.world_size) as server:
+            server.settimeout(60)
+            peers = [server.accept()[0] for _ in range(env.world_size - 1)]
+            total = mine + sum(int(peer.makefile().readline()) for peer in peers)
+            for peer in peers:
+                with peer:
+                    peer.sendall(f"{total}\n".encode())
+        return total
+    while True:
+        try:
+            peer = socket.create_connection((env.main_address, env.main_port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with peer:
+        peer.sendall(f"{mine}\n".encode())
+        return int(peer.makefile().readline())
+
+
+def fail_on_rank_2() -> int:
+    env = clustrix.task_environment()
+    if env.rank == 2:
+        raise LookupError(f"rank {env.rank} has no shard")
+    time.sleep(120)
+    return env.rank
+
+
+def test_four_ranks_all_reduce_over_sockets_and_agree(cluster_profile):
+    profile = cluster_profile("slurm-multi")
+    assert cluster(profile=profile, nodes=2, tasks_per_node=2)(all_reduce_squares)() == 1 + 4 + 9 + 16
+    # Every rank, not only rank 0, ended the exchange with the sum.
+    everyone = cluster(profile=profile, nodes=2, tasks_per_node=2, gather="all")(all_reduce_squares)
+    assert everyone() == [30, 30, 30, 30]
+
+
+def test_gather_all_returns_every_ranks_environment_in_rank_order(cluster_profile):
+    fn = cluster(profile=cluster_profile("slurm-multi"), nodes=2, tasks_per_node=2, gather="all")(rank_report)
+    future = fn.submit()
+    reports = future.result(timeout=120)
+    envs = [env for env, _, _ in reports]
+    assert [env.rank for env in envs] == [0, 1, 2, 3]
+    assert [int(procid) for _, _, procid in reports] == [0, 1, 2, 3]
+    assert [env.local_rank for env in envs] == [0, 1, 0, 1]
+    assert {env.world_size for env in envs} == {4}
+    record = scontrol_job(fn, future.job_id)
+    assert record["NumNodes"] == "2"
+    nodes = envs[0].nodes
+    assert len(nodes) == 2 and set(nodes) <= {"n1", "n2", "n3"}
+    assert all(env.nodes == nodes for env in envs)
+    # Block distribution: ranks 0 and 1 on the first node, 2 and 3 on the second, as Slurm says.
+    assert [node for _, node, _ in reports] == [nodes[0], nodes[0], nodes[1], nodes[1]]
+    assert {(env.job_id, env.main_address, env.main_port) for env in envs} == {
+        (future.job_id, "127.0.0.1", main_port(future.job_id))
+    }
+    assert len(future.job.metas) == 4 and [meta["rank"] for meta in future.job.metas] == [0, 1, 2, 3]
+
+
+def test_two_nodes_one_task_each_on_the_multi_node_cluster(cluster_profile):
     profile = cluster_profile("slurm-multi")
     assert cluster(profile=profile)(add)(10, 32) == 42
-    fn = cluster(profile=profile, nodes=2, tasks_per_node=1)(node_names)
+    fn = cluster(profile=profile, nodes=2, gather="all")(rank_report)
     future = fn.submit()
-    nodelist, names = future.result(timeout=60)
-    assert len(set(names)) == 2, names
+    reports = future.result(timeout=120)
+    assert [env.rank for env, _, _ in reports] == [0, 1]
+    assert len({node for _, node, _ in reports}) == 2
     assert scontrol_job(fn, future.job_id)["NumNodes"] == "2"
-    assert nodelist == scontrol_job(fn, future.job_id)["NodeList"]
+    # The default: the call's value is rank 0's.
+    env, node, _ = cluster(profile=profile, nodes=2)(rank_report)()
+    assert (env.rank, env.world_size, node) == (0, 2, env.nodes[0])
+
+
+def test_a_rank_that_raises_fails_the_call_with_its_exception_and_rank(cluster_profile):
+    fn = cluster(profile=cluster_profile("slurm-multi"), nodes=2, tasks_per_node=2, time="00:05:00")(fail_on_rank_2)
+    future = fn.submit()
+    started = time.monotonic()
+    with pytest.raises(LookupError, match="rank 2 has no shard") as raised:
+        future.result(timeout=120)
+    # The other ranks were ended when rank 2 failed, not left sleeping until their time limit.
+    assert time.monotonic() - started < 60
+    assert raised.value.rank == 2
+    assert "in fail_on_rank_2" in raised.value.remote_traceback
+    assert any(f"job {future.job_id} (rank 2 of 4) on " in note for note in raised.value.__notes__)
+    assert future.job.state is JobState.FAILED
+
+
+def rank_and_env() -> tuple[int, str, list[str]]:
+    return clustrix.task_environment().rank, os.environ["X"], sys.argv[1:]
+
+
+def test_hostile_paths_and_values_reach_every_rank_byte_exact(cluster_profile, tmp_path, monkeypatch):
+    """The srun line carries the runner's path and the job directory: quoted, never run as shell."""
+    base = cluster_profile("slurm-multi")
+    tag = uuid.uuid4().hex
+    markers = [f"/tmp/cx-slurm-tasks-pwned-{tag}-{i}" for i in range(3)]
+    value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n %j ${{PATH}}"
+    workdir = f"{profile_table(base)['workdir']}/cx tasks 'q' \"dq\" $(touch {markers[2]}) `x` %j {tag}"
+    use_variant(tmp_path, monkeypatch, base, "hostile-tasks", workdir=workdir)
+    fn = cluster(profile="hostile-tasks", nodes=2, env={"X": value}, gather="all")(rank_and_env)
+    try:
+        reports = fn()
+        assert [rank for rank, _, _ in reports] == [0, 1]
+        assert all(got == value for _, got, _ in reports)
+        assert all(argv[0].startswith(workdir + "/") for _, _, argv in reports)
+        assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
+    finally:
+        fn.session().transport.remove_tree(workdir)
+
+
+def test_attach_collects_every_rank_of_a_multi_task_call(cluster_profile, tmp_path, monkeypatch):
+    """The journal keeps how many ranks a call had and what it gathers: a new client reads them all."""
+    use_variant(tmp_path, monkeypatch, cluster_profile("slurm-multi"), "kept", cleanup="never")
+    fn = cluster(profile="kept", nodes=2, tasks_per_node=2, gather="all")(scaled_rank)
+    future = fn.submit(3)
+    assert future.result(timeout=120) == [0, 3, 6, 9]
+    try:
+        assert clustrix.attach(future.job_id).result(timeout=120) == [0, 3, 6, 9]
+    finally:
+        fn.session().transport.remove_tree(future.job.directory)
+
+
+def scaled_rank(factor: int) -> int:
+    return factor * clustrix.task_environment().rank
+
+
+def test_a_map_of_multi_task_calls_runs_each_as_its_own_job(cluster_profile):
+    fn = cluster(profile=cluster_profile("slurm-multi"), nodes=2, gather="all")(scaled_rank)
+    futures = fn.map([1, 10])
+    assert [future.result(timeout=120) for future in futures] == [[0, 1], [0, 10]]
+    # Two jobs of Slurm's own, not calls claimed by workers nor tasks of an array.
+    assert all(future.job_id.isdigit() for future in futures)
+    assert len({future.job_id for future in futures}) == 2
+    assert all(scontrol_job(fn, future.job_id)["NumNodes"] == "2" for future in futures)
 
 
 def whoami() -> tuple[str, int]:
@@ -800,11 +935,17 @@ def test_a_preempted_job_checkpoints_on_term_and_resumes(slurm):
     # batch step (--full) without ending the job, and the runner checkpoints on it.
     fn = cluster(profile=slurm, cores=1)(checkpoint_cases.Counter(40, 0.5))
     future = fn.submit(7)
-    wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
-    time.sleep(3)
+    wait_for(lambda: "counting from 0" in future.stdout(), 60, "the call to start counting")
     first = future.job_id
     slurm_command(fn, "scancel", "--full", "--signal=TERM", first)
     value, jobs = future.result(timeout=180)
     assert value == 47
     assert future.job.requeues == 1 and future.job_id != first
     assert jobs == [first, future.job_id]
+
+
+def test_a_checkpointable_call_on_several_tasks_is_refused(cluster_profile):
+    # Every rank would write the one checkpoint: refused before anything is staged.
+    fn = cluster(profile=cluster_profile("slurm-multi"), nodes=2)(checkpoint_cases.Counter(1, 0.0))
+    with pytest.raises(ConfigError, match="a checkpointable call runs on one task"):
+        fn.submit(0)

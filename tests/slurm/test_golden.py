@@ -27,6 +27,8 @@ CASES = {
     ),
     "array-chunked": dict(calls=5, chunksize=2, time=5),
     "workers": dict(calls=5, chunksize=None, time="00:10:00", after=("41",)),
+    # A map of calls on several tasks: a job for each call, never workers or chunks.
+    "tasks-map": dict(calls=2, chunksize=None, nodes=2, cores=2),
 }
 
 

@@ -33,6 +33,7 @@ from clustrix.errors import (
     JobPreemptedError,
     JobTimeoutError,
     NodeFailureError,
+    NotInJobError,
     RemoteError,
     ResultCorruptError,
     ResultError,
@@ -45,6 +46,7 @@ from clustrix.errors import (
 from clustrix.resources import Resources
 
 if TYPE_CHECKING:
+    from clustrix.environment import TaskEnvironment, task_environment
     from clustrix.hookspecs import hookimpl
     from clustrix.job import ClusterFuture, Job, cancel
     from clustrix.parallel import job_cores, pmap
@@ -55,11 +57,13 @@ if TYPE_CHECKING:
 # The public names decorating does not need, imported on first use (PEP 562) from the module
 # that defines them: clustrix.job loads asyncio, clustrix.hookspecs pluggy, clustrix.parallel
 # multiprocessing and cloudpickle, clustrix.version importlib.metadata, clustrix.waiting
-# concurrent.futures (and tqdm only when a bar is to be drawn).
+# concurrent.futures (and tqdm only when a bar is to be drawn), clustrix.environment socket.
 _LAZY = {
     "ClusterFuture": "clustrix.job",
     "Job": "clustrix.job",
     "cancel": "clustrix.job",
+    "TaskEnvironment": "clustrix.environment",
+    "task_environment": "clustrix.environment",
     "hookimpl": "clustrix.hookspecs",
     "job_cores": "clustrix.parallel",
     "pmap": "clustrix.parallel",
@@ -96,6 +100,7 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "NodeFailureError",
+    "NotInJobError",
     "RemoteError",
     "Resources",
     "ResultCorruptError",
@@ -105,6 +110,7 @@ __all__ = [
     "ResultTooLargeError",
     "SerializationError",
     "SubmissionError",
+    "TaskEnvironment",
     "__version__",
     "as_completed",
     "attach",
@@ -114,6 +120,7 @@ __all__ = [
     "job_cores",
     "pmap",
     "progress",
+    "task_environment",
     "wait",
 ]
 

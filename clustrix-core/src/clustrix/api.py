@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from clustrix.errors import ConfigError
 from clustrix.resources import Resources
@@ -87,6 +87,11 @@ class ClusterFunction(Generic[P, R]):
 
         config, job = resolve(self.profile, self.settings)
         resources = Resources.from_settings(job)
+        if chunksize is not None and resources.tasks > 1:
+            raise ConfigError(
+                f"chunksize={chunksize}: a call on {resources.tasks} tasks (nodes x tasks_per_node) "
+                "is a job of its own; leave chunksize out"
+            )
         specs = [
             JobSpec(
                 fn=self.fn,
@@ -99,7 +104,7 @@ class ClusterFunction(Generic[P, R]):
                 python=job.get("python"),
                 parallel=bool(job.get("parallel", False)),
                 after=self._after,
-                **{key: job[key] for key in ("max_requeues", "checkpoint_notice") if key in job},
+                **{key: job[key] for key in ("gather", "max_requeues", "checkpoint_notice") if key in job},
             )
             for args, kwargs in calls
         ]
@@ -129,6 +134,7 @@ def cluster(
     python: str | None = None,
     name: str | None = None,
     parallel: bool | None = None,
+    gather: Literal["rank0", "all"] | None = None,
     max_requeues: int | None = None,
     checkpoint_notice: int | None = None,
     **options: Any,
@@ -143,10 +149,14 @@ def cluster(fn: Callable[..., Any] | None = None, /, *, profile: str | None = No
     ("512MB", "2GiB"), ``time`` ("HH:MM:SS", minutes, timedelta), ``gpus``, ``nodes``,
     ``tasks_per_node``, ``queue``/``partition``, ``account``, ``env``, ``setup`` (shell lines
     run before Python), ``python``, ``name``, ``parallel`` (``pmap`` uses the job's cores),
-    ``max_requeues`` and ``checkpoint_notice`` (seconds) for a callable object with a
-    ``checkpoint`` method (see the README), ``backend``, and any key the chosen backend or
-    transport adds. Bad values raise
-    ``ConfigError`` at the first call.
+    ``gather`` (``"all"``: a call on several tasks returns every rank's value in a list, not
+    rank 0's), ``max_requeues`` and ``checkpoint_notice`` (seconds) for a callable object with
+    a ``checkpoint`` method (see the README), ``backend``, and any key the chosen backend or
+    transport adds. Bad values raise ``ConfigError`` at the first call.
+
+    With ``nodes`` > 1 or ``tasks_per_node`` > 1 the function runs once on every task (on
+    backends that can launch tasks: Slurm); ``clustrix.task_environment()`` inside it gives
+    its rank, the world size and where rank 0 listens.
     """
     if fn is not None:
         return ClusterFunction(fn, profile, settings)

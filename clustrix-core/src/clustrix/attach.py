@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clustrix.errors import ConfigError
+from clustrix.resources import Resources
 
 if TYPE_CHECKING:
     from clustrix.job import ClusterFuture
@@ -41,4 +42,7 @@ def attach(job_id: str) -> ClusterFuture:
         directory=record["directory"],
         name=record["name"],
         hmac_key=bytes.fromhex(record["result_key"]),
+        # How many ranks wrote results, and what the call returns of them.
+        resources=Resources(nodes=record.get("nodes", 1), tasks_per_node=record.get("tasks_per_node")),
+        gather=record.get("gather", "rank0"),
     )

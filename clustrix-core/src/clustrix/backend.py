@@ -84,6 +84,9 @@ class Backend(abc.ABC):
     # Whether a job directory outlives its job, so a call that checkpointed there can resume
     # in a job submitted again with the same directory.
     resumes_checkpoints: ClassVar[bool] = True
+    # Whether a call asking for several tasks (``Resources.tasks``) runs once on each of them; the
+    # session refuses such calls for a backend that would run them once.
+    runs_tasks: ClassVar[bool] = False
 
     def __init__(self, config: ClusterConfig, transport: Transport) -> None:
         self.config = config

@@ -12,12 +12,14 @@ the machinery and a scheduler plugin declares data and writes small pieces:
   ``submit_command`` + ``parse_job_id``, ``task_id`` + ``base_id``, ``query`` (one status
   query for many jobs), ``cancel_command``, ``check_command``, ``hold_option`` and
   ``release_command`` (for jobs that wait for a worker's call), and optionally
-  ``max_array_size`` and ``command_env``.
+  ``max_array_size``, ``command_env``, and ``task_launch`` with ``runs_tasks`` (to run a
+  call once on every task of a multi-node or multi-task job).
 
 The base owns: rendering the script (directives, ids, environment, setup, the runner),
 one job for one call, and for a batch of several ONE array of workers that claim its
 calls (``clustrix.workers``; at most one task per call, cancelled once nothing is left
-to claim, relaunched if all died with calls left) or, when the caller fixes a
+to claim, relaunched if all died with calls left; calls on several tasks each get a job of
+their own) or, when the caller fixes a
 ``chunksize``, ONE array of static chunks (split only past the scheduler's maximum)
 read from a tasks file, all-or-nothing
 submission, one status query per poll for every job, jobs the scheduler no longer knows
@@ -148,6 +150,16 @@ class BatchBackend(Backend):
     def check_command(self) -> list[str]:
         """A cheap command that succeeds when the scheduler answers."""
 
+    def task_launch(self, spec: JobSpec) -> tuple[list[str], list[str]]:
+        """How a job runs its call once per task (needed with ``runs_tasks``).
+
+        The shell lines that export the job-wide ``CLUSTRIX_WORLD_SIZE`` and ``CLUSTRIX_NODES``
+        (node names, comma-separated), and the command put before the runner that starts it on
+        every task with ``CLUSTRIX_RANK``, ``CLUSTRIX_LOCAL_RANK`` and ``CLUSTRIX_MAIN_ADDRESS``
+        (rank 0's node) set for that task.
+        """
+        raise NotImplementedError(f"{self.scheduler}: task_launch")
+
     def release_command(self, job_ids: Sequence[str]) -> list[str]:
         """The command that lets held jobs (submitted with ``hold_option``) start; needed when ``claims_calls``."""
         raise NotImplementedError(f"{self.scheduler}: release_command")
@@ -196,6 +208,8 @@ class BatchBackend(Backend):
     # -- submission -------------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
+        if self._on_tasks(jobs[0].spec):
+            return self._submit_each(jobs)
         if chunksize is None and len(jobs) > 1 and self.claims_calls:
             return self.pool.submit(jobs, min(len(jobs), self.max_array_size() or len(jobs)))
         chunksize = chunksize or 1
@@ -223,6 +237,23 @@ class BatchBackend(Backend):
             raise
         with self.lock:
             self._batches.track(batch_dir, ids)
+        return ids
+
+    def _on_tasks(self, spec: JobSpec) -> bool:
+        """Whether the call runs once per task (the session refuses such calls where not ``runs_tasks``)."""
+        return self.runs_tasks and spec.resources.tasks > 1
+
+    def _submit_each(self, jobs: Sequence[StagedJob]) -> list[str]:
+        """One job per call, all or none: a call on several tasks launches its own tasks, so it
+        can be neither a worker's call nor a chunk's."""
+        ids: list[str] = []
+        try:
+            for job in jobs:
+                ids.append(self._submit_single([job]))
+        except BaseException:
+            if ids:
+                self.cancel(ids)
+            raise
         return ids
 
     def launch_workers(
@@ -285,13 +316,19 @@ class BatchBackend(Backend):
 
     def _submit_single(self, chunk: list[StagedJob]) -> str:
         directory = chunk[0].directory
+        spec = chunk[0].spec
+        exports, run = [], self.runner_line(chunk)
+        if self._on_tasks(spec):
+            exports, launcher = self.task_launch(spec)
+            run = f"{shlex.join(launcher)} {run}"
         lines = [
             "#!/bin/bash",
             *self.directives(chunk),
             f"export CLUSTRIX_JOB_ID={self.job_id_expression}",
-            self._cores_line(chunk[0].spec),
-            *self.setup_lines(chunk[0].spec),
-            self.runner_line(chunk),
+            self._cores_line(spec),
+            *exports,
+            *self.setup_lines(spec),
+            run,
         ]
         script = f"{directory}/job.sh"
         self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)

@@ -80,7 +80,7 @@ CLUSTER_KEYS: Mapping[str, Callable[[Any], Any]] = {
     "max_payload_bytes": convert.whole_number("max_payload_bytes"),
     "max_result_bytes": convert.whole_number("max_result_bytes"),
 }
-JOB_KEYS = RESOURCE_KEYS | {"env", "setup", "python", "name", "parallel", "max_requeues", "checkpoint_notice"}
+JOB_KEYS = RESOURCE_KEYS | {"env", "setup", "python", "name", "parallel", "gather", "max_requeues", "checkpoint_notice"}
 # What a project's ./clustrix.toml may change in a profile of the user's own: what jobs ask for and
 # how often to poll. Where jobs go and with which credentials (host, user, workdir, backend,
 # transport and every plugin key: ports, keys, known_hosts, kubeconfig, ...) stay the user's,

@@ -38,6 +38,10 @@ class BackendUnavailableError(ClustrixError):
     """The backend's host or scheduler cannot be reached, or its plugin is not installed."""
 
 
+class NotInJobError(ClustrixError, RuntimeError):
+    """Code asked for its task environment (``clustrix.task_environment()``) outside a clustrix job."""
+
+
 class JobLostError(ClustrixError):
     """The job ended but clustrix could not collect it (its files could not be read, a plugin broke).
 

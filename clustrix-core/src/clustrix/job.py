@@ -34,8 +34,9 @@ class Job:
     submitted_at: datetime.datetime = attrs.field(factory=_now)
     # Every state seen, with when it was first seen; starts with PENDING at submission.
     history: list[tuple[JobState, datetime.datetime]] = attrs.field(factory=list)
-    # The runner's meta.json, once the job has ended and it could be read.
-    meta: dict[str, Any] | None = None
+    # Each rank's meta.json from the runner, in rank order, once the job has ended (None where
+    # one could not be read); a call of one task has one.
+    metas: list[dict[str, Any] | None] = attrs.field(factory=list, repr=False)
     # Captured when the job ends, so output outlives the job directory's cleanup.
     stdout_text: str | None = attrs.field(default=None, repr=False)
     stderr_text: str | None = attrs.field(default=None, repr=False)
@@ -56,6 +57,11 @@ class Job:
     @property
     def state(self) -> JobState:
         return self.status.state
+
+    @property
+    def meta(self) -> dict[str, Any] | None:
+        """The runner's record of the call (rank 0's): host, pid, user, times, scheduler variables."""
+        return self.metas[0] if self.metas else None
 
     def update(self, status: JobStatus) -> JobState | None:
         """Record a poll's answer; return the old state when the state changed."""

@@ -66,6 +66,9 @@ def clustrix_job_submitted(job: Job) -> None:
             # as configured (secrets stay in the profile) and the key that authenticates its result.
             "cluster": job.session.config.settings(),
             "result_key": job.hmac_key.hex(),
+            "nodes": job.spec.resources.nodes,
+            "tasks_per_node": job.spec.resources.tasks_per_node,
+            "gather": job.spec.gather,
         }
     )
 

@@ -16,6 +16,7 @@ from clustrix import convert, plugins
 from clustrix.config import CLUSTER_KEYS, JOB_KEYS, ClusterConfig, load_files
 from clustrix.errors import ConfigError
 from clustrix.log import get_logger
+from clustrix.spec import GATHER_MODES
 
 
 def _env(value: Any) -> dict[str, str]:
@@ -43,6 +44,7 @@ _JOB_CONVERTERS = {
     "parallel": convert.boolean("parallel"),
     "max_requeues": convert.whole_number("max_requeues", minimum=0),
     "checkpoint_notice": convert.whole_number("checkpoint_notice"),
+    "gather": convert.choice("gather", GATHER_MODES),
 }
 
 

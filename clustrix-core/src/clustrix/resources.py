@@ -133,6 +133,11 @@ class Resources:
     account: str | None = attrs.field(default=None, validator=_checked(_account))
     extra: tuple[str, ...] = attrs.field(default=(), converter=_directives)
 
+    @property
+    def tasks(self) -> int:
+        """How many times a call runs: once per task, ``tasks_per_node`` (default one) on each node."""
+        return self.nodes * (self.tasks_per_node or 1)
+
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Resources:
         """Build from profile/decorator keys; ``partition`` is the Slurm word for ``queue``."""

@@ -1,8 +1,11 @@
-"""From a finished job's state and result file to the value or the exception its future gets.
+"""From a finished job's state and result files to the value or the exception its future gets.
 
-The rule: an authentic result of a call that returned gives its value, even if the
-scheduler killed its task afterwards (a chunk's later call was running then).
-Otherwise a scheduler's kill (time limit, memory, cancel, node failure, preemption)
+A call runs on one task or several (ranks); each rank writes its own result file, and a
+call of one task is the 1-rank case. The rule: authentic results of every rank, each a
+call that returned, give the value (rank 0's, or all of them with ``gather="all"``), even
+if the scheduler killed the task afterwards (a chunk's later call was running then).
+Otherwise the lowest rank that raised speaks for the call (its exception's ``rank`` says
+which), and a scheduler's kill (time limit, memory, cancel, node failure, preemption)
 raises its ``JobFailedError`` subclass, with the remote exception, if any, as its
 cause; else the user's ORIGINAL exception, with the remote traceback attached as a
 note and its ``__cause__``/``__context__`` chain rebuilt link by link; no result at
@@ -11,6 +14,7 @@ all is an error that says which state the scheduler reported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from clustrix import runner
@@ -59,7 +63,8 @@ class Outcome:
         self.checkpointed = checkpointed
 
 
-def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
+def outcome(job: Job, results: Sequence[bytes | None], stderr_tail: str) -> Outcome:
+    """The outcome of ``job`` from its ranks' result files (one per task, rank order; None where missing)."""
     status = job.status
     failure = dict(
         job_id=job.job_id,
@@ -68,35 +73,42 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
         exit_code=status.exit_code,
         stderr_tail=stderr_tail,
     )
-    remote: BaseException | None = None
-    if result is not None:
+    records: list[tuple[dict, dict] | None] = []
+    for rank, result in enumerate(results):
+        if result is None:
+            records.append(None)
+            continue
         try:
             header, payload = runner.unpack(result, job.hmac_key, "result")
         except runner.EnvelopeError as exc:
             error = ResultTamperedError if exc.problem == "tampered" else ResultCorruptError
             said = f" ({status.reason})" if status.reason else ""
-            return Outcome(
-                False, exception=error(f"job {job.job_id}: result file {job.directory}/result.pkl: {exc}{said}")
-            )
+            where = f"{job.directory}/{runner.rank_file(runner.RESULT_FILE, rank)}"
+            return Outcome(False, exception=error(f"job {job.job_id}: result file {where}: {exc}{said}"))
         try:
-            record = runner.loads(header, payload)
+            records.append((header, runner.loads(header, payload)))
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
             return Outcome(
                 False,
                 exception=ResultCorruptError(
-                    f"job {job.job_id}: the result could not be unpickled here: {type(exc).__name__}: {exc}"
+                    f"job {job.job_id}{_of_rank(rank, len(results))}: the result could not be unpickled here: "
+                    f"{type(exc).__name__}: {exc}"
                 ),
             )
-        if record["ok"]:
-            # The call returned before any kill: in a chunk, the calls before the one that was
-            # running when the task was killed keep their values.
-            return Outcome(True, value=record["value"])
-        if record["phase"] == "checkpoint":
-            cls, message = _KILLED.get(status.state, (JobFailedError, f"the call checkpointed ({record['message']})"))
-            return Outcome(False, exception=cls(message, **failure), checkpointed=True)
-        remote = _remote_exception(job, header, record, failure)
+    if all(found is not None and found[1]["ok"] for found in records):
+        # Every rank returned before any kill: in a chunk too, the calls before the one that
+        # was running when the task was killed keep their values.
+        values = [found[1]["value"] for found in records if found is not None]
+        return Outcome(True, value=runner.gathered(values, job.spec.gather))
+    saved = next((found[1] for found in records if found is not None and found[1].get("phase") == "checkpoint"), None)
+    if saved is not None:
+        cls, message = _KILLED.get(status.state, (JobFailedError, f"the call checkpointed ({saved['message']})"))
+        return Outcome(False, exception=cls(message, **failure), checkpointed=True)
+    # The lowest rank that raised speaks for the call: the others may have been killed because of it.
+    raised = [(rank, *found) for rank, found in enumerate(records) if found is not None and not found[1]["ok"]]
+    remote = _remote_exception(job, *raised[0], failure) if raised else None
     failed_upstream = [up for up in job.waits_for if up.state.finished and up.state is not JobState.COMPLETED]
-    if failed_upstream and result is None:
+    if failed_upstream and all(found is None for found in records):
         up = failed_upstream[0]
         return Outcome(
             False,
@@ -113,15 +125,25 @@ def outcome(job: Job, result: bytes | None, stderr_tail: str) -> Outcome:
         return Outcome(False, exception=remote)
     if status.state is JobState.COMPLETED:
         said = f" ({status.reason})" if status.reason else ""
+        missing = ", ".join(str(rank) for rank, found in enumerate(records) if found is None)
+        ranks = f" for rank {missing} of {len(records)}" if len(records) > 1 else ""
         return Outcome(
-            False, exception=ResultMissingError(f"job {job.job_id} completed but wrote no result file{said}")
+            False, exception=ResultMissingError(f"job {job.job_id} completed but wrote no result file{ranks}{said}")
         )
     return Outcome(False, exception=JobFailedError("the job ended without a result", **failure))
 
 
-def _remote_exception(job: Job, header: dict, record: dict, failure: dict) -> BaseException:
-    host = (job.meta or {}).get("host", "the cluster")
-    note = f"Remote traceback (job {job.job_id} on {host}):\n{record['traceback'].rstrip()}"
+def _of_rank(rank: int, ranks: int) -> str:
+    """`` (rank R of N)`` for a call on several tasks; nothing for a call of one."""
+    return f" (rank {rank} of {ranks})" if ranks > 1 else ""
+
+
+def _remote_exception(job: Job, rank: int, header: dict, record: dict, failure: dict) -> BaseException:
+    """The exception rank ``rank`` raised, as it was there, with its traceback and its rank attached."""
+    meta = job.metas[rank] if rank < len(job.metas) else None
+    host = (meta or {}).get("host", "the cluster")
+    where = _of_rank(rank, job.spec.resources.tasks)
+    note = f"Remote traceback (job {job.job_id}{where} on {host}):\n{record['traceback'].rstrip()}"
     if record["phase"] == "call":
         exc: BaseException | None = None
         if record.get("exception") is not None:
@@ -142,6 +164,7 @@ def _remote_exception(job: Job, header: dict, record: dict, failure: dict) -> Ba
         what = "load the call" if record["phase"] == "load" else "pickle the return value"
         exc = JobEnvironmentError(f"the runner could not {what}: {record['type']}: {record['message']}", **failure)
     exc.remote_traceback = record["traceback"]  # type: ignore[attr-defined]
+    exc.rank = rank  # type: ignore[attr-defined]
     exc.add_note(note)
     _relink(exc, header, record.get("chain", []))
     return exc

@@ -3,9 +3,11 @@
 This file is copied into every job directory and run there as
 ``python runner.py JOBDIR [JOBDIR ...]`` (those calls in order), or into a batch
 directory and run as ``python runner.py --worker BATCHDIR WORKER``: a worker that
-claims the batch's calls one at a time (see ``work``). It must need nothing but the Python
-standard library and the serializer module named in the payload (cloudpickle by
-default): no clustrix install on the cluster. The client imports the same file
+claims the batch's calls one at a time (see ``work``). A call on several tasks is run
+once per task with ``CLUSTRIX_RANK`` set by the backend's launcher; each rank writes its
+own result and meta files (``rank_file``), and a call of one task is rank 0. It must
+need nothing but the Python standard library and the serializer module named in the
+payload (cloudpickle by default): no clustrix install on the cluster. The client imports the same file
 for ``pack`` and ``unpack``, so the envelope has exactly one implementation.
 
 Envelope: MAGIC | 4-byte header length | header JSON | payload | HMAC-SHA256.
@@ -73,6 +75,19 @@ class EnvelopeError(Exception):
         self.problem = problem
 
 
+def rank_file(name: str, rank: int) -> str:
+    """The name of rank ``rank``'s copy of a job's ``name`` file: rank 0's is ``name`` itself."""
+    if rank == 0:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    return f"{stem}.{rank}{dot}{extension}"
+
+
+def gathered(values: list, gather: str) -> object:
+    """A call's value from its ranks' values: rank 0's, or with ``gather="all"`` all of them in rank order."""
+    return values if gather == "all" else values[0]
+
+
 def python_version() -> str:
     return "{}.{}".format(*sys.version_info[:2])
 
@@ -135,16 +150,19 @@ def _write_atomic(path: str, data: bytes) -> None:
 def _fill_upstream_values(call: dict) -> None:
     """Put the values of the jobs this call depends on where their futures were among its arguments."""
     args = list(call["args"])
-    for position, (directory, key_hex) in call.get("upstream", {}).items():
-        with open(os.path.join(directory, RESULT_FILE), "rb") as f:
-            header, payload = unpack(f.read(), bytes.fromhex(key_hex), "result")
-        record = loads(header, payload)
-        if not record["ok"]:
-            raise RuntimeError(f"the job in {directory} this call depends on raised {record['type']}")
+    for position, (directory, key_hex, ranks, gather) in call.get("upstream", {}).items():
+        values = []
+        for rank in range(ranks):
+            with open(os.path.join(directory, rank_file(RESULT_FILE, rank)), "rb") as f:
+                header, payload = unpack(f.read(), bytes.fromhex(key_hex), "result")
+            record = loads(header, payload)
+            if not record["ok"]:
+                raise RuntimeError(f"the job in {directory} this call depends on raised {record['type']} (rank {rank})")
+            values.append(record["value"])
         if isinstance(position, int):
-            args[position] = record["value"]
+            args[position] = gathered(values, gather)
         else:
-            call["kwargs"][position] = record["value"]
+            call["kwargs"][position] = gathered(values, gather)
     call["args"] = tuple(args)
 
 
@@ -270,13 +288,15 @@ class _Checkpointing:
         raise Checkpointed(signal.Signals(signum).name)
 
 
-def run_job(jobdir: str) -> int:
-    """Run the call staged in ``jobdir`` (or the one it checkpointed); write its result and meta.
+def run_job(jobdir: str, rank: int = 0) -> int:
+    """Run the call staged in ``jobdir`` (or the one it checkpointed) as rank ``rank``; write that
+    rank's result and meta.
 
     Returns 0 when the call returned, MEMORY_ERROR_EXIT when it raised MemoryError,
     REQUEUE_EXIT when it checkpointed, else 1.
     """
     meta = {
+        "rank": rank,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "user": _user(),
@@ -292,7 +312,7 @@ def run_job(jobdir: str) -> int:
     resumed = os.path.exists(os.path.join(jobdir, CHECKPOINT_FILE))
     # A result of an earlier run (one that checkpointed) must not stand for this one.
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(jobdir, RESULT_FILE))
+        os.unlink(os.path.join(jobdir, rank_file(RESULT_FILE, rank)))
     try:
         with open(os.path.join(jobdir, CHECKPOINT_FILE if resumed else PAYLOAD_FILE), "rb") as f:
             header, payload = unpack(f.read(), key, "call")
@@ -338,8 +358,8 @@ def run_job(jobdir: str) -> int:
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
         meta["outcome"] = "unpicklable result"
         code = 1
-    _write_atomic(os.path.join(jobdir, RESULT_FILE), result)
-    _write_atomic(os.path.join(jobdir, META_FILE), json.dumps(meta, indent=1).encode())
+    _write_atomic(os.path.join(jobdir, rank_file(RESULT_FILE, rank)), result)
+    _write_atomic(os.path.join(jobdir, rank_file(META_FILE, rank)), json.dumps(meta, indent=1).encode())
     return code
 
 
@@ -541,7 +561,8 @@ def main(argv: list[str]) -> int:
         print("usage: runner.py JOBDIR [JOBDIR ...] | runner.py --worker BATCHDIR WORKER", file=sys.stderr)
         return 2
     # Runs the chunk's calls in order; one failed call does not stop the others.
-    codes = [run_job(jobdir) for jobdir in argv]
+    rank = int(os.environ.get("CLUSTRIX_RANK") or 0)
+    codes = [run_job(jobdir, rank) for jobdir in argv]
     return 0 if not any(codes) else 1
 
 

@@ -102,6 +102,8 @@ class ClusterSession:
             self._workdir_checked = True
 
     def submit(self, specs: Sequence[JobSpec], chunksize: int | None = None) -> list[ClusterFuture]:
+        for spec in specs:
+            self._check_tasks(spec)
         if any(spec.checkpointable for spec in specs):
             chunksize = self._checkpointable(specs, chunksize)
         self.check_workdir()
@@ -157,6 +159,17 @@ class ClusterSession:
         self.monitor.watch(jobs)
         return futures
 
+    def _check_tasks(self, spec: JobSpec) -> None:
+        """Refuse a call on several tasks where the backend would run it only once."""
+        tasks = spec.resources.tasks
+        if tasks > 1 and not self.backend.runs_tasks:
+            able = ", ".join(sorted(name for name, cls in plugins.backends().items() if cls.runs_tasks)) or "none"
+            raise ConfigError(
+                f"nodes={spec.resources.nodes}, tasks_per_node={spec.resources.tasks_per_node}: the call to "
+                f"{spec.name!r} would run on {tasks} tasks, but backend {self.config.backend!r} runs a call "
+                f"only once (backends that run a call on every task: {able}); nothing was submitted"
+            )
+
     def _checkpointable(self, specs: Sequence[JobSpec], chunksize: int | None) -> int:
         """Checkpointable calls each run as a job of their own (it is what is submitted again): chunksize 1."""
         spec = specs[0]
@@ -165,6 +178,8 @@ class ClusterSession:
                 f"{spec.name!r} has a checkpoint method, but the {self.config.backend} backend cannot resume "
                 "a checkpoint (its jobs' files do not outlive them)"
             )
+        if spec.resources.tasks > 1:
+            raise ConfigError(f"{spec.name!r} has a checkpoint method: a checkpointable call runs on one task")
         if chunksize not in (None, 1):
             raise ConfigError(f"chunksize={chunksize}: checkpointable calls each run as a job of their own")
         at = spec.checkpoint_at()
@@ -183,7 +198,7 @@ class ClusterSession:
         runner, and keeps that job's directory from cleanup until this call has ended.
         """
         args, kwargs = list(spec.args), dict(spec.kwargs)
-        upstream: dict[int | str, tuple[str, str]] = {}
+        upstream: dict[int | str, tuple[str, str, int, str]] = {}
         waits_for: list[Job] = []
         reads_from: list[Job] = []
         try:
@@ -196,7 +211,12 @@ class ClusterSession:
                 if self._unfinished(value, spec, reserve=True):
                     waits_for.append(value.job)
                     reads_from.append(value.job)
-                    upstream[position] = (value.job.directory, value.job.hmac_key.hex())
+                    upstream[position] = (
+                        value.job.directory,
+                        value.job.hmac_key.hex(),
+                        value.job.spec.resources.tasks,
+                        value.job.spec.gather,
+                    )
                     value = None
                 else:
                     value = value.result()
@@ -261,9 +281,11 @@ class ClusterSession:
             )
         return data
 
-    def attach(self, job_id: str, key: str, directory: str, name: str, hmac_key: bytes) -> ClusterFuture:
-        """A future for a job another client process submitted (its spec is unknown here)."""
-        spec = JobSpec(fn=_unknown_function, args=(), kwargs={}, resources=Resources(), name=name)
+    def attach(
+        self, job_id: str, key: str, directory: str, name: str, hmac_key: bytes, resources: Resources, gather: str
+    ) -> ClusterFuture:
+        """A future for a job another client process submitted (its function is unknown here)."""
+        spec = JobSpec(fn=_unknown_function, args=(), kwargs={}, resources=resources, name=name, gather=gather)
         job = Job(key=key, job_id=job_id, directory=directory, spec=spec, session=self, hmac_key=hmac_key)
         future = ClusterFuture(job)
         with self._lock:
@@ -286,14 +308,18 @@ class ClusterSession:
     def finish(self, job: Job) -> None:
         """The job ended: read its files, fire the event, clean up, then resolve its future."""
         try:
-            job.meta = self._read_meta(job)
-            result = self._read(job, runner.RESULT_FILE, max_size=self.config.max_result_bytes)
+            ranks = range(job.spec.resources.tasks)
+            job.metas = [self._read_meta(job, rank) for rank in ranks]
+            results = [
+                self._read(job, runner.rank_file(runner.RESULT_FILE, rank), max_size=self.config.max_result_bytes)
+                for rank in ranks
+            ]
             job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
             job.stderr_text = self._read_text(job, runner.STDERR_FILE)
-            if job.state is JobState.UNKNOWN and result is not None:
+            if job.state is JobState.UNKNOWN and all(result is not None for result in results):
                 # Gone from the queue, but the runner's own record says it ran to the end.
                 job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
-            done = outcome(job, result, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
+            done = outcome(job, results, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
         except ClustrixError as exc:
             done = Outcome(False, exception=exc)
         requeue = job.requeues < job.spec.max_requeues and not job.cancel_requested
@@ -366,8 +392,8 @@ class ClusterSession:
         except FileNotFoundError:
             return None
 
-    def _read_meta(self, job: Job) -> dict | None:
-        data = self._read(job, runner.META_FILE)
+    def _read_meta(self, job: Job, rank: int) -> dict | None:
+        data = self._read(job, runner.rank_file(runner.META_FILE, rank))
         try:
             return json.loads(data) if data else None
         except ValueError:

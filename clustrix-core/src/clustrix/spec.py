@@ -11,6 +11,8 @@ from clustrix.resources import Resources
 
 # The longest default notice a checkpointable call gets before its time limit, in seconds.
 MAX_NOTICE = 90
+# What a call on several tasks returns: rank 0's value, or every rank's in a list in rank order.
+GATHER_MODES = ("rank0", "all")
 
 
 def _frozen_env(env: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -30,6 +32,7 @@ class JobSpec:
     setup: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     python: str | None = None
     parallel: bool = False
+    gather: str = attrs.field(default="rank0", validator=attrs.validators.in_(GATHER_MODES))
     # Futures this call waits for besides those among its arguments (ClusterFunction.after).
     after: tuple[Any, ...] = ()
     # For a checkpointable call: how often its job may be submitted again, and how many seconds

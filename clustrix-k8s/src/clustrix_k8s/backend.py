@@ -692,8 +692,6 @@ def _refuse_unsupported(job: StagedJob) -> None:
             "it waits for unfinished jobs (a pod cannot read another job's result file here): "
             "pass the finished future, or its value"
         )
-    if asked.nodes > 1 or (asked.tasks_per_node or 1) > 1:
-        problems.append(f"nodes={asked.nodes}, tasks_per_node={asked.tasks_per_node}: a call runs in one pod")
     if asked.queue or asked.account or asked.extra:
         problems.append("queue, partition, account and extra have no meaning here (use node_selector, tolerations)")
     if problems:

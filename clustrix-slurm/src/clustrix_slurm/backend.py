@@ -32,6 +32,12 @@ _SACCT_FIELDS = "JobID,State,ExitCode,Reason,NodeList"
 _SQUEUE_FORMAT = "%i|%T|%r|%N"
 _METRIC_FIELDS = "JobID,State,ExitCode,Submit,Start,End,NodeList,AllocCPUS,MaxRSS,AllocTRES"
 ACCOUNTING_WAIT = 10.0
+# Run by srun on every task: the task's own variables become the runner's. SLURM_LAUNCH_NODE_IPADDR
+# is the address srun ran from, the batch host, which is the first node and so rank 0's.
+_TASK_VARIABLES = (
+    "export CLUSTRIX_RANK=$SLURM_PROCID CLUSTRIX_LOCAL_RANK=$SLURM_LOCALID "
+    'CLUSTRIX_MAIN_ADDRESS=$SLURM_LAUNCH_NODE_IPADDR; exec "$@"'
+)
 
 
 def _literal(path: str) -> str:
@@ -77,6 +83,7 @@ class SlurmBackend(BatchBackend):
     finished_job_words = ("already completing or completed",)
     # Words of Slurm's client library when the controller cannot be reached at all.
     hold_option = "--hold"
+    runs_tasks = True
     unreachable_words = ("Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -115,6 +122,27 @@ class SlurmBackend(BatchBackend):
         if resources.tasks_per_node:
             options.append(f"--ntasks-per-node={resources.tasks_per_node}")
         return options
+
+    def task_launch(self, spec: JobSpec) -> tuple[list[str], list[str]]:
+        """srun starts the runner on every task. ``--kill-on-bad-exit``: once a rank has raised (and
+        written its result), the others are ended instead of waiting for it until the time limit."""
+        tasks = spec.resources.tasks
+        exports = [
+            f"export CLUSTRIX_WORLD_SIZE={tasks}",
+            # scontrol expands the node list locally, without asking slurmctld.
+            'export CLUSTRIX_NODES=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd, -)',
+        ]
+        launcher = [
+            "srun",
+            f"--ntasks={tasks}",
+            f"--cpus-per-task={spec.resources.cores}",
+            "--kill-on-bad-exit=1",
+            "bash",
+            "-c",
+            _TASK_VARIABLES,
+            "clustrix-task",
+        ]
+        return exports, launcher
 
     def array_options(self, first: int, last: int) -> list[str]:
         throttle = self.config.option("array_throttle")
