@@ -524,6 +524,8 @@ def test_future_argument_becomes_depend_afterok_and_passes_its_value(pbs):
     upstream = cluster(profile=pbs)(slow).submit([1, 2, 3])
     downstream = cluster(profile=pbs)(touch).submit(upstream)
     assert downstream.result(timeout=300) == [1, 2, 3]
+    # The two ends are collected in parallel: the upstream's files may be read after the downstream's.
+    assert upstream.result(timeout=60) == [1, 2, 3]
     assert downstream.job.meta["start"] >= upstream.job.meta["end"]
 
 
@@ -531,6 +533,7 @@ def test_dependency_on_an_array_task(pbs):
     tasks = cluster(profile=pbs)(slow).map([10, 20], [2, 2])
     downstream = cluster(profile=pbs)(touch).submit(tasks[1])
     assert downstream.result(timeout=300) == 20
+    assert tasks[1].result(timeout=60) == 20
     assert downstream.job.meta["start"] >= tasks[1].job.meta["end"]
 
 

@@ -699,6 +699,7 @@ def test_jobs_waiting_for_calls_of_a_map_are_held_then_released_or_cancelled(slu
     # A call run by a worker has no Slurm id to depend on: the job is held until the client sees it end.
     assert scontrol_job(fn, waiting.job_id)["Reason"] == "JobHeldUser"
     assert waiting.result(timeout=300) == 3
+    assert upstream[1].result(timeout=60) == 20
     assert waiting.job.meta["start"] >= upstream[1].job.meta["end"]
     failing = cluster(profile=slurm)(int).map(["1", "x"])
     marker = tmp_path / "ran"
