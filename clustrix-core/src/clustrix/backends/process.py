@@ -26,6 +26,8 @@ from clustrix.state import JobState, JobStatus
 
 # Seconds between the polite TERM and the KILL, for a time limit and for cancel.
 KILL_GRACE = 10
+# A worker's key is ``<batch><WORKER_SEPARATOR><worker>``: a job's key (a uuid) never holds it.
+WORKER_SEPARATOR = ":"
 # What job.sh and cancel record in a job's directory about one run of it.
 _RUN_RECORDS = ("pid", "limited", "exitcode", "timedout", "oom", "cancelled")
 
@@ -129,9 +131,10 @@ class ProcessBackend(Backend):
         spec = jobs[0].spec
         after = tuple(dict.fromkeys(upstream for job in jobs for upstream in job.after))
         name = batch_dir.rpartition("/")[2]
+        workers_named = [f"w{number}-{n}" for n in range(size)]
         started = [
-            StagedJob(key=f"{name}:w{number}-{n}", directory=f"{batch_dir}/w{number}-{n}", spec=spec, after=after)
-            for n in range(size)
+            StagedJob(key=f"{name}{WORKER_SEPARATOR}{w}", directory=f"{batch_dir}/{w}", spec=spec, after=after)
+            for w in workers_named
         ]
         self.transport.make_dirs([worker.directory for worker in started], 0o700)
         scripts = {f"{w.directory}/job.sh": self._script(w, batch_dir).encode() for w in started}
@@ -143,8 +146,10 @@ class ProcessBackend(Backend):
 
     def job_directory(self, key: str) -> str:
         """A worker's key is ``<batch>:<worker>`` (no slash: the worker's claims carry it in file names)."""
-        batch, _, worker = key.partition(":")
-        return f"{self.workdir}/{batch}/{worker}" if worker else super().job_directory(key)
+        if not _is_worker(key):
+            return super().job_directory(key)
+        batch, _, worker = key.partition(WORKER_SEPARATOR)
+        return f"{self.workdir}/{batch}/{worker}"
 
     def worker_output(self, batch_dir: str) -> str:
         return f"{batch_dir}/w0-0/stderr"
@@ -155,7 +160,7 @@ class ProcessBackend(Backend):
         tasks = self.pool.tasks_to_ask(calls)
         with self._lock:
             # Workers outlive their batch's last call by a moment: until seen ended they hold cores.
-            lingering = [key for key in self._running if ":" in key and key not in tasks]
+            lingering = [key for key in self._running if _is_worker(key) and key not in tasks]
         statuses = self._poll_jobs(plain + tasks + lingering)
         by_call = self.pool.statuses(calls, statuses)
         with self._lock:
@@ -293,3 +298,7 @@ _STATUS_WORDS: dict[str, tuple[JobState, str]] = {
     "lost": (JobState.NODE_FAIL, "the job's process vanished without an exit status"),
     "missing": (JobState.UNKNOWN, "no such job directory"),
 }
+
+
+def _is_worker(key: str) -> bool:
+    return WORKER_SEPARATOR in key
