@@ -56,5 +56,9 @@ def test_checkpointable_calls_refuse_what_cannot_resume(local_profile):
         cluster(profile=name)(Counter(1, 0)).map([1, 2], chunksize=2)
     with pytest.raises(ConfigError, match="checkpoint_notice=60: must be shorter than the time limit"):
         cluster(profile=name, time="00:01:00", checkpoint_notice=60)(Counter(1, 0)).submit(1)
+    counter = cluster(profile=name, time="00:01:00")(Counter(50, 0.2)).submit(1)
+    with pytest.raises(ConfigError, match=r"depends on job \w+, a checkpointable call that has not finished"):
+        cluster(profile=name)(print).submit(counter)
+    assert counter.result(timeout=60)[0] == 51
     with pytest.raises(ConfigError, match="max_requeues=-1"):
         cluster(profile=name, max_requeues=-1)(Counter(1, 0)).submit(1)

@@ -242,6 +242,12 @@ class ClusterSession:
             )
         with self._lock:
             if not job.state.finished:
+                if job.spec.checkpointable:
+                    raise ConfigError(
+                        f"the call to {spec.name!r} depends on job {job.job_id}, a checkpointable call that has not "
+                        "finished: it may be submitted again under another id, which no scheduler's dependency "
+                        "follows. Pass its result once it has finished"
+                    )
                 if reserve:
                     job.dependants += 1
                 return True
