@@ -55,6 +55,14 @@ def test_pending_is_believed_for_jobs_never_seen_running():
     assert backend.asked == ["sacct"]
 
 
+def test_a_started_tasks_own_line_outranks_the_arrays_range_line():
+    # Seen for real in CI (throttled array, idle tasks cancelled while task 0 ran): sacct's
+    # record of the array itself keeps the range it was submitted with, task 0 included.
+    backend = Answers([("sacct", "4475_0|RUNNING|0:0|None|vm\n4475_[0-2%1]|CANCELLED by 0|0:0|None|None assigned\n")])
+    found = backend.poll(["4475_0", "4475_1", "4475_2"])
+    assert [found[t].state for t in ("4475_0", "4475_1", "4475_2")] == [JobState.RUNNING, *[JobState.CANCELLED] * 2]
+
+
 class SacctGone(Answers):
     """sacct worked at the probe, then slurmdbd went away: its query fails like the real one does."""
 

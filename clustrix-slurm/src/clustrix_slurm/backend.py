@@ -221,12 +221,21 @@ class SlurmBackend(BatchBackend):
     def _sacct(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         argv = ["sacct", "-n", "-P", "-X", "-j", self._bases(job_ids), "-o", _SACCT_FIELDS]
         found = {}
+        # An array's own record keeps the index range it was submitted with (``7_[0-2%1]``) even
+        # after tasks left it to start: a task's own line speaks for it, wherever it comes.
+        own: set[str] = set()
         for line in self.run_query(argv, "polling with sacct").splitlines():
             fields = line.split("|")
             if len(fields) != 5:
                 continue
             job_id, state, code, reason, nodes = fields
-            for one in parse.expand_job_id(job_id):
+            ids = parse.expand_job_id(job_id)
+            ranged = ids != [job_id]
+            for one in ids:
+                if ranged and one in own:
+                    continue
+                if not ranged:
+                    own.add(one)
                 # slurmdbd lags slurmctld: a job squeue already showed running may still be
                 # PENDING in sacct. Such a stale line is left out, so squeue answers for it.
                 if not (state == "PENDING" and self.seen_running(one)):
