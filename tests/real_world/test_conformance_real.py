@@ -30,30 +30,29 @@ def test_conformance_kit_on_real_clusters(profile, cluster_profile, tmp_path):
     assert all(any(c["name"] == "allocated cores" and c["passed"] for c in job["checks"]) for job in finished)
 
 
+def run_script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """scripts/run_cluster_job_tests.py with ``args``, as a user runs it (not under CI's defaults)."""
+    command = [sys.executable, str(ROOT / "scripts/run_cluster_job_tests.py"), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "CI": ""}
+    )
+
+
 def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
     cluster_profile("ssh-local")
     report = tmp_path / "run.json"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/run_cluster_job_tests.py"),
-            "--cluster",
-            "ssh",
-            "--tests",
-            "basic",
-            "--report",
-            str(report),
-            "--config",
-            os.environ["CLUSTRIX_CONFIG"],
-            "--",
-            "-k",
-            "the_job_runs_on_the_host or remote_exception_comes_back",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-        env={**os.environ, "CI": ""},
+    out = run_script(
+        "--cluster",
+        "ssh",
+        "--tests",
+        "basic",
+        "--report",
+        str(report),
+        "--config",
+        os.environ["CLUSTRIX_CONFIG"],
+        "--",
+        "-k",
+        "the_job_runs_on_the_host or remote_exception_comes_back",
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "ssh-local" in out.stdout and "PASSED" in out.stdout
@@ -66,27 +65,18 @@ def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
 def test_runner_script_writes_an_html_report_that_a_browser_renders(cluster_profile, open_in_chromium, tmp_path):
     cluster_profile("slurm")
     report, page = tmp_path / "run.json", tmp_path / "run.html"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/run_cluster_job_tests.py"),
-            "--cluster",
-            "slurm",
-            "--report",
-            str(report),
-            "--html",
-            str(page),
-            "--config",
-            os.environ["CLUSTRIX_CONFIG"],
-            "--",
-            "-k",
-            "validator_sees_what_slurm_allocated",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-        env={**os.environ, "CI": ""},
+    out = run_script(
+        "--cluster",
+        "slurm",
+        "--report",
+        str(report),
+        "--html",
+        str(page),
+        "--config",
+        os.environ["CLUSTRIX_CONFIG"],
+        "--",
+        "-k",
+        "validator_sees_what_slurm_allocated",
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     data = json.loads(report.read_text())
@@ -143,26 +133,18 @@ def test_test_system_self_check():
 
 def test_runner_script_counts_a_run_of_no_tests_as_a_failure_when_clusters_are_required(cluster_profile, tmp_path):
     cluster_profile("ssh-local")
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/run_cluster_job_tests.py"),
-            "--cluster",
-            "ssh",
-            "--require",
-            "--report",
-            str(tmp_path / "run.json"),
-            "--config",
-            os.environ["CLUSTRIX_CONFIG"],
-            "--",
-            "-k",
-            "no_test_has_this_name",
-        ],
-        capture_output=True,
-        text=True,
+    out = run_script(
+        "--cluster",
+        "ssh",
+        "--require",
+        "--report",
+        str(tmp_path / "run.json"),
+        "--config",
+        os.environ["CLUSTRIX_CONFIG"],
+        "--",
+        "-k",
+        "no_test_has_this_name",
         timeout=300,
-        cwd=ROOT,
-        env={**os.environ, "CI": ""},
     )
     assert out.returncode == 1, out.stdout[-3000:]
     assert "no tests collected" in out.stdout
