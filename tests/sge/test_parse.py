@@ -196,3 +196,27 @@ def test_an_older_jobs_record_of_the_same_number_is_never_taken_for_ours():
     assert backend(older, submitted).qacct(number) == {}, "ours is not written yet: wait, do not take the old one"
     # Never seen pending (it ended before the first poll): the newest record, last in the file.
     assert backend(older + ours, None).qacct(number)[number]["exit_status"] == "0"
+
+
+def test_a_job_that_ends_between_qstat_and_qstat_j_is_allocated_from_qacct():
+    # CI: qstat -xml listed the job running, then it ended and qstat -j said "Following jobs do
+    # not exist" (exit 1), which the validator got as BackendUnavailableError.
+    from clustrix.config import ClusterConfig
+    from clustrix.transport import CommandResult
+    from clustrix_sge.backend import SgeBackend
+    from tests.golden import RecordingTransport
+
+    answers = {
+        ("qstat", "-xml"): (0, sample("qstat-xml-running-pending-array.xml"), ""),
+        ("qstat", "-j", RUNNING): (1, "", sample("qstat-j-finished.txt.stderr").replace("34", RUNNING)),
+        ("qacct", "-j", RUNNING): (0, sample("qacct-j-qdel-running.txt"), ""),
+    }
+
+    class Answering(RecordingTransport):
+        def run(self, argv, *, input=None, env=None, timeout=0.0) -> CommandResult:
+            return CommandResult(tuple(argv), *answers[tuple(argv)])
+
+    config = ClusterConfig(profile="t", backend="sge", transport="t", workdir="/w")
+    allocation = SgeBackend(config, Answering(config, "")).allocation(RUNNING)
+    assert allocation is not None
+    assert allocation.cores == 1 and allocation.time_limit == 600 and allocation.nodes

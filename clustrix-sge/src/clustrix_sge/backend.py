@@ -78,7 +78,8 @@ class SgeBackend(BatchBackend):
     task_index_variable = "SGE_TASK_ID"
     cores_variable = "NSLOTS"
     first_array_index = 1
-    unknown_job_words = ("does not exist",)
+    # qdel says "job 12 does not exist", qstat -j "Following jobs do not exist".
+    unknown_job_words = ("does not exist", "do not exist")
     # qdel's words for jobs it deleted or that are already on their way out: nothing went wrong.
     finished_job_words = ("is already in deletion", "has registered the job", "has deleted job")
     hold_option = "-h"
@@ -374,8 +375,12 @@ class SgeBackend(BatchBackend):
     def allocation(self, job_id: str) -> Allocation | None:
         """What SGE granted: ``qstat -xml`` + ``qstat -j`` while the job runs, its qacct record after it ended."""
         line = parse.find(parse.qstat_xml(self.run_query(["qstat", "-xml"], "asking qstat")), job_id)
-        if line is not None and parse.listed_status(line).state is JobState.RUNNING:
+        running = line is not None and parse.listed_status(line).state is JobState.RUNNING
+        # A job that ends between the two queries is gone from qstat -j: its qacct record answers.
+        detail = {}
+        if running:
             detail = parse.qstat_j(self.run_query(["qstat", "-j", parse.job_number(job_id)], "asking qstat -j"))
+        if line is not None and detail:
             limits = parse.requests(detail.get("hard resource_list", ""))
             slots, queue, host = line.slots, line.queue.partition("@")[0], line.host
         else:
