@@ -37,6 +37,9 @@ CASES = {
     ),
     "pro-single-after": dict(answer="4242.pbs01", calls=1, options=[PRO], after=("41.pbs01", "40[2].pbs01")),
     "pro-array-chunked": dict(answer="4242[].pbs01", calls=5, chunksize=2, options=[PRO], time=5, queue="workq"),
+    # A map runs as workers; one that waits for a call (run by workers, no PBS id) is held.
+    "torque-workers": dict(answer="4242", calls=5, chunksize=None, options=[TORQUE], time="00:10:00", after=("7#1",)),
+    "pro-workers": dict(answer="4242[].pbs01", calls=2, chunksize=None, options=[PRO], after=("41.pbs01",)),
 }
 
 

@@ -217,7 +217,7 @@ def batch_dirs(fn: ClusterFunction) -> set[str]:
     return {d for d in job_dirs(fn) if d.startswith("batch-")}
 
 
-def test_map_of_20_is_one_array_job(pbs):
+def test_map_of_20_is_one_array_of_workers(pbs):
     fn = cluster(profile=pbs)(task_identity)
     session = fn.session()
     submits: list[list[str]] = []
@@ -234,20 +234,39 @@ def test_map_of_20_is_one_array_job(pbs):
         futures = fn.map(range(20))
     finally:
         del session.transport.run
-    # One qsub; it ran in the batch directory, with the array's script named relative to it.
+    # One qsub; it ran in the batch directory, with the workers' script named relative to it.
     assert len(submits) == 1, submits
     assert "#PBS -t 0-19\n" in Path(submits[0][4], submits[0][-1]).read_text()
     results = [f.result(timeout=300) for f in futures]
     assert [r[0] for r in results] == [x * x for x in range(20)]
-    array = {r[1] for r in results}
-    assert len(array) == 1
-    # Each task's id is the array's with its index; inside, CLUSTRIX_JOB_ID says the same.
-    assert [f.job_id for f in futures] == [f"{r[1]}[{r[2]}]" for r in results] == [r[4] for r in results]
+    (array,) = {r[1] for r in results}
+    assert [f.job_id for f in futures] == [f"{array}#{i}" for i in range(20)]
+    # Each call knows the worker task it ran in (123[4], what CLUSTRIX_JOB_ID says inside).
+    backend = fn.session().backend
+    assert [backend.scheduler_job(f.job_id) for f in futures] == [f"{r[1]}[{r[2]}]" for r in results]
+    assert [r[4] for r in results] == [f"{r[1]}[{r[2]}]" for r in results]
     # Under Slurm's wrapper a started task has a job number of its own, which qstat knows.
     own = results[5][3]
-    assert own != results[5][1]
+    assert own != array
     assert qstat_f(fn, own)["Job_Name"] == "task_identity"
-    assert batch_dirs(fn) == before, "the array's batch directory is cleaned once all its tasks succeeded"
+    assert batch_dirs(fn) == before, "the batch directory is cleaned once all its calls succeeded"
+
+
+def test_two_workers_on_two_cpus_drain_a_map_of_30_and_the_idle_ones_are_cancelled(pbs):
+    fn = cluster(profile=pbs, cores=1)(task_identity)
+    futures = fn.map(range(30))
+    results = [f.result(timeout=300) for f in futures]
+    assert [r[0] for r in results] == [x * x for x in range(30)]
+    # Slurm's qdel ends an array only as a whole: once every call ended, the array goes, with
+    # every worker that never started.
+    array = futures[0].job_id.split("#")[0]
+    wait_for(
+        lambda: not re.search(rf"^{array}\s.*\s[QR]\s", pbs_command(fn, "qstat", array).stdout, re.MULTILINE),
+        60,
+        "the array's idle workers to be cancelled",
+    )
+    workers = {r[3] for r in results}
+    assert len(workers) < 30, f"{len(workers)} workers ran 30 calls on 2 CPUs"
 
 
 def test_chunksize_runs_several_calls_per_task(pbs, cluster_validator):
@@ -401,9 +420,35 @@ def test_cancel_of_a_whole_map_with_pending_tasks(pbs):
     assert all(f.cancelled() for f in futures)
     for future in futures:
         wait_for(lambda f=future: f.job.state is JobState.CANCELLED, 90, f"{future.job_id} to be CANCELLED")
-    array = futures[0].job_id.split("[")[0]
+    array = futures[0].job_id.split("#")[0]
     listed = pbs_command(cluster(profile=pbs)(add), "qstat", array).stdout
     assert not re.search(rf"^{array}\s.*\s[QR]\s", listed, re.MULTILINE), listed
+
+
+def sleep_then(seconds: float) -> tuple[float, str]:
+    time.sleep(seconds)
+    return seconds, os.environ["CLUSTRIX_JOB_ID"]
+
+
+def test_workers_killed_mid_map_lose_no_result_and_new_ones_run_the_calls_left(pbs):
+    fn = cluster(profile=pbs, cores=1, poll_interval=0.5, poll_interval_max=1.0)(sleep_then)
+    futures = fn.map([1.0] * 12)
+    wait_for(lambda: sum(f.done() for f in futures) >= 3, 120, "a few calls to end")
+    done_before = {i: f.result() for i, f in enumerate(futures) if f.done()}
+    array = futures[0].job_id.split("#")[0]
+    # The whole array, running workers and those not started: the calls left need new workers.
+    assert pbs_command(fn, "qdel", array).returncode == 0
+    outcomes = {}
+    for i, f in enumerate(futures):
+        try:
+            outcomes[i] = f.result(timeout=300)
+        except clustrix.JobCancelledError:
+            outcomes[i] = "cancelled"
+    assert {i: outcomes[i] for i in done_before} == done_before, "finished calls keep their values"
+    cancelled = [i for i, v in outcomes.items() if v == "cancelled"]
+    assert len(cancelled) <= 2, f"only the calls running in the killed workers fail: {outcomes}"
+    relaunched = {v[1].split("[")[0] for v in outcomes.values() if v != "cancelled"} - {array}
+    assert relaunched, f"the calls left ran in workers started after the kill: {outcomes}"
 
 
 def sleep_then_touch(seconds: float, path: str) -> str:
@@ -412,13 +457,13 @@ def sleep_then_touch(seconds: float, path: str) -> str:
     return "woke"
 
 
-def test_cancelling_one_task_never_ends_its_siblings(pbs, tmp_path, caplog):
+def test_cancelling_one_task_of_a_static_array_never_ends_its_siblings(pbs, tmp_path, caplog):
     # Slurm's qdel wrapper can end an array only as a whole (a task's own number is refused, and
     # 123_4 is read as 123). One task of three is cancelled: the backend says it cannot, and
     # every task, that one included, runs to its end; nothing is killed that was not asked for.
     fn = cluster(profile=pbs, cores=2)(sleep_then_touch)
     markers = [tmp_path / f"ran-{i}" for i in range(3)]
-    futures = fn.map([5, 1, 1], [str(m) for m in markers])
+    futures = fn.map([5, 1, 1], [str(m) for m in markers], chunksize=1)
     wait_for(lambda: futures[0].state is JobState.RUNNING, 60, "the first task to run")
     with caplog.at_level("WARNING", logger="clustrix"):
         assert clustrix.cancel([futures[2]]) == 1
@@ -427,6 +472,17 @@ def test_cancelling_one_task_never_ends_its_siblings(pbs, tmp_path, caplog):
     wait_for(lambda: futures[2].job.state.finished, 120, "the third task to end")
     assert futures[2].job.state is JobState.COMPLETED
     assert all(m.exists() for m in markers)
+
+
+def test_cancelling_one_call_of_a_map_of_workers_leaves_the_others(pbs, tmp_path):
+    fn = cluster(profile=pbs, cores=2)(sleep_then_touch)
+    markers = [tmp_path / f"ran-{i}" for i in range(3)]
+    futures = fn.map([5, 60, 1], [str(m) for m in markers])
+    wait_for(lambda: futures[0].state is JobState.RUNNING, 60, "the first call to run")
+    assert clustrix.cancel([futures[1]]) == 1
+    assert [futures[0].result(timeout=180), futures[2].result(timeout=180)] == ["woke", "woke"]
+    wait_for(lambda: futures[1].job.state is JobState.CANCELLED, 120, "the cancelled call to end")
+    assert [m.exists() for m in markers] == [True, False, True]
 
 
 # -- cleanup and resource management ------------------------------------------------------------------
@@ -529,7 +585,9 @@ def test_future_argument_becomes_depend_afterok_and_passes_its_value(pbs):
     assert downstream.job.meta["start"] >= upstream.job.meta["end"]
 
 
-def test_dependency_on_an_array_task(pbs):
+def test_dependency_on_a_call_of_a_map_of_workers(pbs):
+    # A call run by a worker has no PBS id to depend on: the dependant is held (qsub -h), then
+    # released (qrls) once the call returned.
     tasks = cluster(profile=pbs)(slow).map([10, 20], [2, 2])
     downstream = cluster(profile=pbs)(touch).submit(tasks[1])
     assert downstream.result(timeout=300) == 20
@@ -587,10 +645,10 @@ def test_one_qstat_per_poll_for_many_jobs(pbs):
         del session.transport.run
         del session.backend.poll
     assert len(per_poll) >= 3
-    # Every poll: one qstat for all 15 jobs, plus at most two reads of the jobs' own records
-    # (ids of tasks that started, ends qstat keeps no exit status for).
+    # Every poll: one qstat for all 15 jobs, plus the listing of the workers' files and at most
+    # two reads of the jobs' own records (ids of tasks that started, ends qstat keeps no exit status for).
     assert {q for q, _ in per_poll} == {1}, per_poll
-    assert max(o for _, o in per_poll) <= 2, per_poll
+    assert max(o for _, o in per_poll) <= 3, per_poll
 
 
 # -- profile keys: dialect override, environment --------------------------------------------------------------
@@ -651,4 +709,4 @@ def test_pbs_over_ssh(cluster_profile, tmp_path, monkeypatch):
     assert qstat_f(fn, future.job_id)["Job_Owner"].startswith("cxuser@")
     futures = cluster(profile="pbs-ssh")(add).map(range(4), range(4))
     assert [f.result(timeout=120) for f in futures] == [0, 2, 4, 6]
-    assert all(re.fullmatch(r"\d+\[\d\]", f.job_id) for f in futures)
+    assert all(re.fullmatch(r"\d+#\d", f.job_id) for f in futures)

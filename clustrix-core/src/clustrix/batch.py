@@ -274,6 +274,10 @@ class BatchBackend(Backend):
             self._cores_line(spec),
             *([f"export CLUSTRIX_CALL_TIME={call_time}"] if call_time else []),
             *([f"export CLUSTRIX_WORKER_TIME={WORKER_TIME_FACTOR * call_time}"] if call_time else []),
+            # "$1" is a directory of the task's own, as in an array task (its first job's): where
+            # a scheduler's setup lines keep the task's record.
+            f"set -- {shlex.quote(self.worker_directory(batch_dir, number, ''))}$(({self.task_index_variable}))",
+            'mkdir -p "$1"',
             *self.setup_lines(spec),
             shlex.join([self.python_for(spec), f"{batch_dir}/runner.py", "--worker", batch_dir])
             + ' "$CLUSTRIX_JOB_ID"',
@@ -283,6 +287,15 @@ class BatchBackend(Backend):
         out = f"{batch_dir}/{self.scheduler.lower()}-workers-{number}.out"
         array_id = self._submit_script(script, spec, out, out, jobs)
         return array_id, [self.task_id(array_id, first + index) for index in range(size)]
+
+    def retire_workers(self, tasks: Sequence[str]) -> None:
+        """Nothing to do: the idle workers were cancelled once every call was claimed, and the
+        running ones end by themselves once nothing is left (a scheduler that cannot cancel
+        one task of an array ends them here)."""
+
+    def worker_directory(self, batch_dir: str, number: int, index: int | str) -> str:
+        """The own directory of the worker task ``index`` of launch ``number`` ("$1" in its script)."""
+        return f"{batch_dir}/task-{number}-{index}"
 
     def worker_output(self, batch_dir: str) -> str:
         return f"{batch_dir}/{self.scheduler.lower()}-workers-0.out"

@@ -267,6 +267,9 @@ class Launcher(Protocol):
 
     def cancel(self, job_ids: Sequence[str]) -> None: ...
 
+    def retire_workers(self, tasks: Sequence[str]) -> None:
+        """Every call of their batch ended: the workers ``tasks`` have nothing left to do."""
+
 
 class WorkerPool:
     """A backend's worker batches: submitted, followed (re-attached from records too), cancelled, cleaned."""
@@ -408,6 +411,12 @@ class WorkerPool:
             return
         with self.lock:
             del self._batches[prefix]
+            left = [t for t in batch.tasks if t not in self._tasks_ended]
+        try:
+            self.backend.retire_workers(left)
+        except BackendUnavailableError as exc:
+            # They start, find nothing to claim and end: only their scheduling is wasted.
+            self.log.warning("could not cancel idle workers", batch=batch.directory, error=str(exc))
         if self.backend.config.should_clean(succeeded):
             self.backend.transport.remove_tree(batch.directory)
             self.backend.transport.remove_tree(record_directory(self.backend.workdir, prefix))

@@ -27,7 +27,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from clustrix import convert
+from clustrix import convert, workers
 from clustrix.backend import StagedJob
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError, ConfigError
@@ -98,10 +98,7 @@ class PbsBackend(BatchBackend):
     first_array_index = 0
     # Old Torque servers refuse longer names.
     name_limit = 15
-    # A map stays one array of static chunks: Slurm's Torque wrapper, the only PBS here to test
-    # against, names a started task nowhere but in its own directory (which a worker has not) and
-    # cannot cancel one task of an array, so workers could be neither followed nor drained.
-    claims_calls = False
+    hold_option = "-h"
     unknown_job_words = ("Unknown Job Id", "Unknown job id")
     finished_job_words = ("Job has finished", "invalid state for job", "Request invalid for state of job")
     unreachable_words = (
@@ -122,6 +119,8 @@ class PbsBackend(BatchBackend):
         # A bare array task id (123[4]) -> the id PBS gave the started task, from its PBS_JOBID.
         self._real: dict[str, str] = {}
         self._cancelled: set[str] = set()
+        # Worker tasks (their directories hold only the task's own record).
+        self._workers: set[str] = set()
 
     # -- dialect and commands ----------------------------------------------------------------
 
@@ -254,6 +253,9 @@ class PbsBackend(BatchBackend):
     def cancel_command(self, job_ids: Sequence[str]) -> list[str]:
         return [self.command("qdel"), *job_ids]
 
+    def release_command(self, job_ids: Sequence[str]) -> list[str]:
+        return [self.command("qrls"), *job_ids]
+
     def max_array_size(self) -> int:
         return MAX_ARRAY[self.dialect]
 
@@ -263,10 +265,25 @@ class PbsBackend(BatchBackend):
         ids = super().submit(jobs, chunksize)
         with self.lock:
             for job, job_id in zip(jobs, ids, strict=True):
-                self._dirs.setdefault(job_id, []).append(job.directory)
+                if not workers.is_call_id(job_id):
+                    self._dirs.setdefault(job_id, []).append(job.directory)
         return ids
 
+    def launch_workers(
+        self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
+    ) -> tuple[str, list[str]]:
+        prefix, tasks = super().launch_workers(jobs, batch_dir, size, number)
+        first = self.first_array_index
+        with self.lock:
+            for index, task in enumerate(tasks):
+                self._dirs[task] = [self.worker_directory(batch_dir, number, first + index)]
+            self._workers.update(tasks)
+        return prefix, tasks
+
     def cancel(self, job_ids: Sequence[str]) -> None:
+        calls, plain = workers.split_calls(job_ids)
+        # Calls are cancelled in their batch's files; their worker tasks go like any task.
+        job_ids = [*self.pool.cancel(calls), *plain]
         with self.lock:
             self._cancelled.update(job_ids)
             targets = [self._cancel_target(job_id) for job_id in job_ids]
@@ -285,15 +302,35 @@ class PbsBackend(BatchBackend):
         siblings = {j for j in self._dirs if (t := parse.bare_task(j)) and t[0] == task[0]} - self._cancelled
         if not siblings:
             return task[0]
-        self.log.warning("PBS (Slurm's wrapper) cannot cancel one task of an array alone: it runs on", job_id=job_id)
+        if job_id not in self._workers:
+            self.log.warning(
+                "PBS (Slurm's wrapper) cannot cancel one task of an array alone: it runs on", job_id=job_id
+            )
+        # An idle worker goes with its array once every call ended (retire_workers).
         return None
 
-    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        statuses = super().poll(job_ids)
+    def retire_workers(self, tasks: Sequence[str]) -> None:
+        """Under Slurm's wrapper the idle workers were not cancelled (one task cannot be): now that
+        no worker runs a call any more, their whole arrays go."""
+        arrays = sorted({bare[0] for task in tasks if (bare := parse.bare_task(task))})
+        with self.lock:
+            for task in tasks:
+                self._dirs.pop(task, None)
+                self._workers.discard(task)
+        if arrays:
+            super().cancel(arrays)
+
+    def _forget_finished(self, statuses: Mapping[str, JobStatus]) -> None:
+        """Drop what is kept for unfinished jobs."""
         with self.lock:
             for job_id in [j for j, status in statuses.items() if status.state.finished]:
                 self._dirs.pop(job_id, None)
                 self._cancelled.discard(job_id)
+                self._workers.discard(job_id)
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        statuses = super().poll(job_ids)
+        self._forget_finished(statuses)
         return statuses
 
     # -- status -----------------------------------------------------------------------------
@@ -364,6 +401,7 @@ class PbsBackend(BatchBackend):
                 ended[job_id] = record
         if ended:
             found.update(self._final(ended, dialect))
+        self._forget_finished(found)
         return found
 
     def _final(self, ended: Mapping[str, dict[str, str] | None], dialect: str) -> dict[str, JobStatus]:

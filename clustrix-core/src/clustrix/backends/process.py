@@ -151,6 +151,9 @@ class ProcessBackend(Backend):
         batch, _, worker = key.partition(WORKER_SEPARATOR)
         return f"{self.workdir}/{batch}/{worker}"
 
+    def retire_workers(self, tasks: Sequence[str]) -> None:
+        """Nothing to do: workers not started yet were dropped from the queue once every call was claimed."""
+
     def worker_output(self, batch_dir: str) -> str:
         return f"{batch_dir}/w0-0/stderr"
 
