@@ -252,21 +252,30 @@ def test_map_of_20_is_one_array_of_workers(pbs):
     assert batch_dirs(fn) == before, "the batch directory is cleaned once all its calls succeeded"
 
 
-def test_two_workers_on_two_cpus_drain_a_map_of_30_and_the_idle_ones_are_cancelled(pbs):
+def test_two_workers_on_two_cpus_drain_a_map_of_30_and_the_idle_ones_are_cancelled(pbs, cluster_profile):
     fn = cluster(profile=pbs, cores=1)(task_identity)
     futures = fn.map(range(30))
     results = [f.result(timeout=300) for f in futures]
     assert [r[0] for r in results] == [x * x for x in range(30)]
-    # Slurm's qdel ends an array only as a whole: once every call ended, the array goes, with
-    # every worker that never started.
-    array = futures[0].job_id.split("#")[0]
-    wait_for(
-        lambda: not re.search(rf"^{array}\s.*\s[QR]\s", pbs_command(fn, "qstat", array).stdout, re.MULTILINE),
-        60,
-        "the array's idle workers to be cancelled",
-    )
     workers = {r[3] for r in results}
     assert len(workers) < 30, f"{len(workers)} workers ran 30 calls on 2 CPUs"
+    # Slurm's qdel ends an array only as a whole: once every call ended, the array goes, with
+    # every worker that never started. Slurm's accounting (under the wrapper) says which ran.
+    array = futures[0].job_id.split("#")[0]
+    env = {"SLURM_CONF": profile_table(cluster_profile("slurm"))["slurm_conf"]}
+
+    def tasks() -> dict[str, str]:
+        argv = ["sacct", "-n", "-P", "-X", "-j", array, "-o", "JobID,State"]
+        out = fn.session().transport.run(argv, env=env).stdout
+        return dict(line.split("|")[:2] for line in out.splitlines() if line)
+
+    ended = wait_for(
+        lambda: (t := tasks()) and all(s not in ("PENDING", "RUNNING") for s in t.values()) and t,
+        60,
+        "accounting to show the array ended",
+    )
+    never_started = [task for task, state in ended.items() if "[" in task or task == array]
+    assert len(never_started) == 1 and ended[never_started[0]].startswith("CANCELLED"), ended
 
 
 def test_chunksize_runs_several_calls_per_task(pbs, cluster_validator):
