@@ -25,16 +25,14 @@ CASES = {
     "torque-single": dict(
         answer="4242", calls=1, options=[TORQUE], cores=4, memory="1.5G", time="01:30:00", queue="debug", account="lab"
     ),
-    "torque-single-after": dict(answer="4242", calls=1, options=[TORQUE], after=("41", "40[2]"), gpus=1, nodes=2),
+    "torque-single-after": dict(answer="4242", calls=1, options=[TORQUE], after=("41", "40[2]"), gpus=1),
     "torque-array": dict(
         answer="4242",
         calls=4,
         options=[TORQUE, ("pbs_path", "/opt/torque/bin"), ("pbs_env", (("PBS_SERVER", "batch1"),))],
         extra=["-l feature=avx2"],
     ),
-    "pro-single": dict(
-        answer="4242.pbs01", calls=1, options=[PRO], cores=2, nodes=2, tasks_per_node=2, gpus=4, memory="3GB"
-    ),
+    "pro-single": dict(answer="4242.pbs01", calls=1, options=[PRO], cores=2, gpus=4, memory="3GB"),
     "pro-single-after": dict(answer="4242.pbs01", calls=1, options=[PRO], after=("41.pbs01", "40[2].pbs01")),
     "pro-array-chunked": dict(answer="4242[].pbs01", calls=5, chunksize=2, options=[PRO], time=5, queue="workq"),
     # A map runs as workers; one that waits for a call (run by workers, no PBS id) is held.

@@ -172,23 +172,16 @@ class PbsBackend(BatchBackend):
         return (name if name[0].isalpha() else f"j{name}")[: self.name_limit]
 
     def resource_options(self, spec: JobSpec, name: str) -> list[str]:
+        # One node, one task: the core refuses a call on several tasks here (no ``runs_tasks``).
         resources = spec.resources
-        cores = resources.cores * (resources.tasks_per_node or 1)
-        gpus = -(-resources.gpus // resources.nodes)
         options = [f"-N {name}"]
         if self.dialect == parse.PRO:
-            # Memory is per chunk in select, one chunk per node.
-            chunk = f"{resources.nodes}:ncpus={cores}"
-            if resources.memory:
-                chunk += f":mem={_megabytes(-(-resources.memory // resources.nodes))}"
-            chunk += (f":ngpus={gpus}" if gpus else "") + (
-                f":mpiprocs={resources.tasks_per_node}" if resources.tasks_per_node else ""
-            )
+            chunk = f"1:ncpus={resources.cores}"
+            chunk += f":mem={_megabytes(resources.memory)}" if resources.memory else ""
+            chunk += f":ngpus={resources.gpus}" if resources.gpus else ""
             options.append(f"-l select={chunk}")
-            if resources.nodes > 1:
-                options.append("-l place=scatter")
         else:
-            options.append(f"-l nodes={resources.nodes}:ppn={cores}" + (f":gpus={gpus}" if gpus else ""))
+            options.append(f"-l nodes=1:ppn={resources.cores}" + (f":gpus={resources.gpus}" if resources.gpus else ""))
             if resources.memory:
                 # Torque's mem is the whole job's.
                 options.append(f"-l mem={_megabytes(resources.memory)}")
