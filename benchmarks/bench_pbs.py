@@ -9,7 +9,8 @@ Prints figures, never asserts:
 2. one trivial clustrix call through the whole path (serialize, stage, qsub, qstat polling,
    fetch), median of N, and its ratio to the floor;
 3. 100 trivial calls: a raw ``qsub -t 0-99`` array (the floor) against clustrix ``map`` with
-   chunksize 1 (one array task per call), 10 and 25.
+   its default (workers that claim calls) and with static chunks of 1 (one array task per
+   call), 10 and 25.
 
 The ``pbs`` profile of $CLUSTRIX_CONFIG names the cluster (the test cluster: Torque-dialect
 commands over Slurm ``main``); raw qsub runs the same commands, from the profile's ``pbs_path``.
@@ -83,10 +84,11 @@ def main(n: int, calls: int) -> None:
     expected = [trivial(x) for x in range(calls)]
     array_floor, _ = timed(lambda: raw_qsub(qsub, scratch, calls))
     row(f"floor (raw qsub -t 0-{calls - 1})", f"{array_floor:6.2f} s")
-    for chunksize in (1, 10, 25):
+    for chunksize in (None, 1, 10, 25):
         took, values = timed(lambda c=chunksize: [f.result() for f in fn.map(range(calls), chunksize=c)])
         wrong = "" if values == expected else "  WRONG RESULTS"
-        row(f"clustrix map, chunksize {chunksize}", f"{took:6.2f} s", f"{took / array_floor:.2f}x floor{wrong}")
+        label = "clustrix map (workers)" if chunksize is None else f"clustrix map, chunksize {chunksize}"
+        row(label, f"{took:6.2f} s", f"{took / array_floor:.2f}x floor{wrong}")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
