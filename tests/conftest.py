@@ -62,6 +62,29 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
 
 
+def kill_workers_mid_map(futures, kill) -> dict[int, object]:
+    """Run ``kill()`` (ending a map's workers) once a few calls ended; each call's value, or "cancelled".
+
+    Checks what every backend owes such a map: calls that ended keep their values, and only
+    the calls the killed workers were running fail (at most two on the clusters' two CPUs).
+    """
+    from clustrix import JobCancelledError
+
+    wait_for(lambda: sum(f.done() for f in futures) >= 3, 120, "a few calls to end")
+    done_before = {i: f.result() for i, f in enumerate(futures) if f.done()}
+    kill()
+    outcomes: dict[int, object] = {}
+    for i, f in enumerate(futures):
+        try:
+            outcomes[i] = f.result(timeout=300)
+        except JobCancelledError:
+            outcomes[i] = "cancelled"
+    assert {i: outcomes[i] for i in done_before} == done_before, "finished calls keep their values"
+    cancelled = [i for i, v in outcomes.items() if v == "cancelled"]
+    assert len(cancelled) <= 2, f"only the calls running in the killed workers fail: {outcomes}"
+    return outcomes
+
+
 def with_marker(value, marker):
     """``value`` (a string, or lists and tables of them) with ``{marker}`` filled in, keys included."""
     if isinstance(value, str):

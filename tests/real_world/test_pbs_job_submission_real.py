@@ -31,7 +31,7 @@ from clustrix.errors import (
     JobTimeoutError,
     SubmissionError,
 )
-from tests.conftest import profile_table, use_variant, wait_for, with_marker
+from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
 
@@ -442,20 +442,13 @@ def sleep_then(seconds: float) -> tuple[float, str]:
 def test_workers_killed_mid_map_lose_no_result_and_new_ones_run_the_calls_left(pbs):
     fn = cluster(profile=pbs, cores=1, poll_interval=0.5, poll_interval_max=1.0)(sleep_then)
     futures = fn.map([1.0] * 12)
-    wait_for(lambda: sum(f.done() for f in futures) >= 3, 120, "a few calls to end")
-    done_before = {i: f.result() for i, f in enumerate(futures) if f.done()}
     array = futures[0].job_id.split("#")[0]
-    # The whole array, running workers and those not started: the calls left need new workers.
-    assert pbs_command(fn, "qdel", array).returncode == 0
-    outcomes = {}
-    for i, f in enumerate(futures):
-        try:
-            outcomes[i] = f.result(timeout=300)
-        except clustrix.JobCancelledError:
-            outcomes[i] = "cancelled"
-    assert {i: outcomes[i] for i in done_before} == done_before, "finished calls keep their values"
-    cancelled = [i for i, v in outcomes.items() if v == "cancelled"]
-    assert len(cancelled) <= 2, f"only the calls running in the killed workers fail: {outcomes}"
+
+    def kill() -> None:
+        # The whole array, running workers and those not started: the calls left need new workers.
+        assert pbs_command(fn, "qdel", array).returncode == 0
+
+    outcomes = kill_workers_mid_map(futures, kill)
     relaunched = {v[1].split("[")[0] for v in outcomes.values() if v != "cancelled"} - {array}
     assert relaunched, f"the calls left ran in workers started after the kill: {outcomes}"
 

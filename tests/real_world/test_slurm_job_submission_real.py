@@ -27,7 +27,7 @@ from clustrix.api import ClusterFunction
 from clustrix.environment import main_port
 from clustrix.errors import ConfigError, JobOutOfMemoryError, JobTimeoutError, SubmissionError
 from tests import checkpoint_cases
-from tests.conftest import profile_table, use_variant, wait_for, with_marker
+from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for, with_marker
 
 pytestmark = [pytest.mark.real_world]
 
@@ -366,20 +366,9 @@ def test_a_call_over_its_time_limit_fails_alone_inside_its_worker(slurm):
 def test_a_worker_killed_mid_map_loses_no_result_and_its_calls_still_complete(slurm):
     fn = cluster(profile=slurm, cores=1, poll_interval=0.5, poll_interval_max=1.0)(sleep_then)
     futures = fn.map([1.0] * 12)
-    wait_for(lambda: sum(f.done() for f in futures) >= 3, 120, "a few calls to end")
-    done_before = {i: f.result() for i, f in enumerate(futures) if f.done()}
     array_id = futures[0].job_id.split("#")[0]
     # Every worker of the array, running or not: the calls left must go to workers started anew.
-    slurm_command(fn, "scancel", array_id)
-    outcomes = {}
-    for i, f in enumerate(futures):
-        try:
-            outcomes[i] = f.result(timeout=300)
-        except clustrix.JobCancelledError:
-            outcomes[i] = "cancelled"
-    assert {i: outcomes[i] for i in done_before} == done_before, "finished calls keep their values"
-    cancelled = [i for i, v in outcomes.items() if v == "cancelled"]
-    assert len(cancelled) <= 2, f"only the calls running in the killed workers fail: {outcomes}"
+    outcomes = kill_workers_mid_map(futures, lambda: slurm_command(fn, "scancel", array_id))
     assert sum(v == 1.0 for v in outcomes.values()) >= 10
     relaunched = {worker_of(f).split("_")[0] for f in futures if f.exception() is None} - {array_id}
     assert relaunched, "the calls left ran in workers started after the kill"
