@@ -323,6 +323,7 @@ class PbsBackend(BatchBackend):
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         statuses = super().poll(job_ids)
+        # query forgot what it saw end (worker tasks too); this adds held jobs the poll ended CANCELLED.
         self._forget_finished(statuses)
         return statuses
 
