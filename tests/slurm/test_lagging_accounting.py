@@ -58,9 +58,43 @@ def test_pending_is_believed_for_jobs_never_seen_running():
 def test_a_started_tasks_own_line_outranks_the_arrays_range_line():
     # Seen for real in CI (throttled array, idle tasks cancelled while task 0 ran): sacct's
     # record of the array itself keeps the range it was submitted with, task 0 included.
-    backend = Answers([("sacct", "4475_0|RUNNING|0:0|None|vm\n4475_[0-2%1]|CANCELLED by 0|0:0|None|None assigned\n")])
+    backend = Answers(
+        [
+            ("sacct", "4475_0|RUNNING|0:0|None|vm\n4475_[0-2%1]|CANCELLED by 0|0:0|None|None assigned\n"),
+            *SLURMCTLD_LOST_THE_CANCELLED_TASKS,
+        ]
+    )
     found = backend.poll(["4475_0", "4475_1", "4475_2"])
     assert [found[t].state for t in ("4475_0", "4475_1", "4475_2")] == [JobState.RUNNING, *[JobState.CANCELLED] * 2]
+
+
+def test_an_ended_range_does_not_speak_for_a_started_task_accounting_has_not_recorded():
+    # Seen for real in CI: a worker's call failed as "its worker ended CANCELLED" while the
+    # worker ran on (slurmctld logged it completing later): the idle tasks were cancelled
+    # before slurmdbd had task 0's own line, and the array's range line covered it.
+    backend = Answers(
+        [
+            ("sacct", "4475_[0-2]|CANCELLED by 0|0:0|None|None assigned\n"),
+            *SLURMCTLD_LOST_THE_CANCELLED_TASKS,
+        ]
+    )
+    found = backend.poll(["4475_0", "4475_1", "4475_2"])
+    assert [found[t].state for t in ("4475_0", "4475_1", "4475_2")] == [JobState.RUNNING, *[JobState.CANCELLED] * 2]
+    assert backend.asked == ["sacct", "squeue", "scontrol"]
+
+
+# slurmctld's words once an array's pending tasks were cancelled while task 0 runs (Slurm 22.05,
+# captured here): they are one record with no task index left, so only sacct's range names them.
+SLURMCTLD_LOST_THE_CANCELLED_TASKS = [
+    ("squeue", "4475|CANCELLED|Resources|\n4475_0|RUNNING|None|vm\n"),
+    (
+        "scontrol",
+        "JobId=4475 ArrayJobId=4475 ArrayTaskId=4294967294 JobName=a.sh JobState=CANCELLED Reason=Resources "
+        "ExitCode=0:0 NodeList=(null) Partition=debug\n"
+        "JobId=4476 ArrayJobId=4475 ArrayTaskId=0 JobName=a.sh JobState=RUNNING Reason=None "
+        "ExitCode=0:0 NodeList=vm Partition=debug\n",
+    ),
+]
 
 
 class SacctGone(Answers):

@@ -5,8 +5,9 @@ Every command goes through the transport (this machine or a login node over SSH)
 array (``--array``, split past the cluster's ``MaxArraySize``). A poll is one ``sacct``
 for every job when accounting works (asked once per backend), else ``squeue``, with
 ``scontrol`` for the exit code of jobs that ended; jobs accounting has not recorded yet
-(slurmdbd lags submission by a moment) are looked up with ``squeue`` too, and so is
-every job of a poll whose ``sacct`` fails after it had worked (slurmdbd down).
+(slurmdbd lags submission by a moment) are looked up with ``squeue`` too, and so are
+array tasks only an ended array's line speaks for, and every job of a poll whose
+``sacct`` fails after it had worked (slurmdbd down).
 """
 
 from __future__ import annotations
@@ -200,16 +201,18 @@ class SlurmBackend(BatchBackend):
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         found: dict[str, JobStatus] = {}
+        ended_arrays: dict[str, JobStatus] = {}
         if self.accounting:
             try:
-                found = self._sacct(job_ids)
+                found, ended_arrays = self._sacct(job_ids)
             except BackendUnavailableError as exc:
                 # slurmdbd went away after the probe: slurmctld still answers for this poll.
                 self.log.warning("sacct failed, asking squeue and scontrol this time", error=str(exc)[-300:])
         missing = [job_id for job_id in job_ids if job_id not in found]
         if missing:
             found.update(self._squeue(missing))
-        return found
+        # slurmctld forgot them too: the array's own record is the last word left.
+        return {**ended_arrays, **found}
 
     def _bases(self, job_ids: Sequence[str]) -> str:
         return ",".join(sorted({parse.base_id(job_id) for job_id in job_ids}, key=int))
@@ -218,29 +221,37 @@ class SlurmBackend(BatchBackend):
         spec = self.spec_of(job_id)
         return spec is not None and spec.resources.memory is not None
 
-    def _sacct(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+    def _sacct(self, job_ids: Sequence[str]) -> tuple[dict[str, JobStatus], dict[str, JobStatus]]:
+        """Each job's status from its own line or its pending array's; apart, the tasks only
+        an ended array's line speaks for (squeue is asked about them first)."""
         argv = ["sacct", "-n", "-P", "-X", "-j", self._bases(job_ids), "-o", _SACCT_FIELDS]
-        found = {}
-        # An array's own record keeps the index range it was submitted with (``7_[0-2%1]``) even
-        # after tasks left it to start: a task's own line speaks for it, wherever it comes.
-        own: set[str] = set()
+        own: dict[str, list[str]] = {}
+        ranges: list[tuple[list[str], list[str]]] = []
         for line in self.run_query(argv, "polling with sacct").splitlines():
             fields = line.split("|")
             if len(fields) != 5:
                 continue
-            job_id, state, code, reason, nodes = fields
-            ids = parse.expand_job_id(job_id)
-            ranged = ids != [job_id]
-            for one in ids:
-                if ranged and one in own:
-                    continue
-                if not ranged:
-                    own.add(one)
-                # slurmdbd lags slurmctld: a job squeue already showed running may still be
-                # PENDING in sacct. Such a stale line is left out, so squeue answers for it.
-                if not (state == "PENDING" and self.seen_running(one)):
-                    found[one] = parse.status(state, reason, code, nodes, self._memory_limit(one))
-        return found
+            ids = parse.expand_job_id(fields[0])
+            if ids == [fields[0]]:
+                own[fields[0]] = fields
+            else:
+                ranges.append((ids, fields))
+        found = {}
+        for job_id, (_, state, code, reason, nodes) in own.items():
+            # slurmdbd lags slurmctld: a job squeue already showed running may still be
+            # PENDING in sacct. Such a stale line is left out, so squeue answers for it.
+            if not (state == "PENDING" and self.seen_running(job_id)):
+                found[job_id] = parse.status(state, reason, code, nodes, self._memory_limit(job_id))
+        # An array's own record keeps the index range it was submitted with (``7_[0-2%1]``) even
+        # after tasks left it to start, and slurmdbd may not have a started task's own line yet:
+        # when the rest of the array is cancelled, that range says CANCELLED of a running task.
+        ended_arrays = {}
+        for ids, (_, state, code, reason, nodes) in ranges:
+            for job_id in ids:
+                if job_id not in own:
+                    status = parse.status(state, reason, code, nodes, self._memory_limit(job_id))
+                    (ended_arrays if status.state.finished else found)[job_id] = status
+        return found, ended_arrays
 
     def _squeue(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         argv = ["squeue", "-h", "-r", "-t", "all", "-j", self._bases(job_ids), "-o", _SQUEUE_FORMAT]
