@@ -19,7 +19,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -349,7 +349,9 @@ class WorkerPool:
                 statuses[call_id(prefix, index)] = status
             if drain:
                 # Cancelling hundreds of tasks takes the scheduler a while: not in the poll's way.
-                threading.Thread(target=self._drain, args=(batch, drain), name="clustrix-drain", daemon=True).start()
+                threading.Thread(
+                    target=self._end_idle, args=(batch, self.backend.cancel, drain), name="clustrix-drain", daemon=True
+                ).start()
             if relaunch:
                 self._relaunch(batch, by_index, len(listing.claimed))
             self._clean(prefix, batch, by_index)
@@ -396,10 +398,10 @@ class WorkerPool:
         self._write_record(batch)
         self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
 
-    def _drain(self, batch: WorkerBatch, idle: list[str]) -> None:
-        """Every call is claimed: the workers that never started are not needed."""
+    def _end_idle(self, batch: WorkerBatch, end: Callable[[Sequence[str]], None], idle: Sequence[str]) -> None:
+        """Workers with nothing left to claim are not needed: ``end`` them (cancel, or retire)."""
         try:
-            self.backend.cancel(idle)
+            end(idle)
         except BackendUnavailableError as exc:
             # They start, find nothing to claim and end: only their scheduling is wasted.
             self.log.warning("could not cancel idle workers", batch=batch.directory, error=str(exc))
@@ -412,11 +414,7 @@ class WorkerPool:
         with self.lock:
             del self._batches[prefix]
             left = [t for t in batch.tasks if t not in self._tasks_ended]
-        try:
-            self.backend.retire_workers(left)
-        except BackendUnavailableError as exc:
-            # They start, find nothing to claim and end: only their scheduling is wasted.
-            self.log.warning("could not cancel idle workers", batch=batch.directory, error=str(exc))
+        self._end_idle(batch, self.backend.retire_workers, left)
         if self.backend.config.should_clean(succeeded):
             self.backend.transport.remove_tree(batch.directory)
             self.backend.transport.remove_tree(record_directory(self.backend.workdir, prefix))
