@@ -474,6 +474,11 @@ def _run_child(jobdir: str, call_time: int, cancel_marker: str) -> str:
             os.close(pidfd)
     if os.WIFSIGNALED(status):
         killed_by = os.WTERMSIG(status)
+        if killed_by == signal.SIGTERM:
+            # Not this worker's (its own kills return above): the scheduler is ending the whole
+            # job (cancel, its limit), whose TERM reaches every process, the call's maybe first.
+            # The worker ends as it would on its own TERM: the call's end is the job's.
+            _end_worker(signal.SIGTERM, None)
         memory = killed_by == signal.SIGKILL and _oom_kills() > oom_before
         return f"{'OUT_OF_MEMORY' if memory else 'FAILED'}.{-killed_by}"
     code = os.WEXITSTATUS(status)
