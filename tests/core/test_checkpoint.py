@@ -16,9 +16,10 @@ from tests.conftest import wait_for
 
 
 def test_a_counter_past_its_time_limit_finishes_after_requeues(local_profile):
-    # 30 x 0.2 s in jobs of 3 s (checkpointed 1 s before the limit): three or four runs.
+    # 40 x 0.5 s in jobs of 10 s (checkpointed 2 s before the limit): three runs when each counts
+    # its full 8 s, and still within max_requeues (3) on a loaded machine where each counts 5 s.
     checkpoint_cases.a_counter_past_its_time_limit_finishes_after_requeues(
-        local_profile(checkpoint_notice=1), "00:00:03", steps=30, step=0.2, requeues=2, timeout=60
+        local_profile(checkpoint_notice=2), "00:00:10", steps=40, step=0.5, requeues=2, timeout=120
     )
 
 
@@ -43,9 +44,10 @@ def test_a_term_signal_checkpoints_and_the_job_resumes(local_profile):
 
 
 def test_a_map_of_checkpointable_calls_runs_each_as_its_own_job(local_profile):
-    fn = cluster(profile=local_profile(checkpoint_notice=1), cores=1, time="00:00:02")(Counter(8, 0.2))
+    # 12 x 0.5 s in jobs of 6 s (checkpointed 2 s before): two runs each, four allowed under load.
+    fn = cluster(profile=local_profile(checkpoint_notice=2), cores=1, time="00:00:06")(Counter(12, 0.5))
     futures = fn.map([0, 100])
-    assert [f.result(timeout=60)[0] for f in futures] == [8, 108]
+    assert [f.result(timeout=120)[0] for f in futures] == [12, 112]
     assert all(f.job.requeues >= 1 for f in futures)
     assert len({f.job_id for f in futures}) == 2
 
