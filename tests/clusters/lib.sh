@@ -126,9 +126,10 @@ merge_profiles() {
 }
 
 # Every kind, in the order `all` means. Kinds in one group of CHAINS come up one after another
-# (pbs drives the Slurm that slurm brings up); the groups come up in parallel.
-KINDS="ssh slurm pbs sge k8s"
-CHAINS="ssh slurm,pbs sge k8s"
+# (pbs drives the Slurm that slurm brings up); the groups come up in parallel. pbspro is a real
+# OpenPBS server of its own (pbs is SchedMD's Torque wrapper over Slurm).
+KINDS="ssh slurm pbs sge k8s pbspro"
+CHAINS="ssh slurm,pbs sge k8s pbspro"
 
 _known_kind() { case " $KINDS " in *" $1 "*) [ -f "$HERE/$1.sh" ];; *) return 1;; esac; }
 
