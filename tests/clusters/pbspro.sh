@@ -64,7 +64,11 @@ PBSPRO_PREFIXLEN=30
 PBSPRO_HOSTNAME=clustrix-pbs
 PBSPRO_HOSTS_MARK="# clustrix-test pbspro (tests/clusters/pbspro.sh; removed by down)"
 
-PBSPRO_QUEUE=workq
+# Like Slurm main's partitions (the tests ask for both by name): debug, the default, and long; a
+# job that asks no walltime gets an hour, as Slurm's MaxTime gives it there.
+PBSPRO_QUEUES="debug long"
+PBSPRO_DEFAULT_QUEUE=debug
+PBSPRO_DEFAULT_WALLTIME=01:00:00
 PBSPRO_NCPUS=2
 PBSPRO_MEM=4gb
 PBSPRO_CGROUP_PREFIX=clustrix_pbs
@@ -464,17 +468,21 @@ _pbspro_qmgr() { _pbspro_in_ns timeout 30 "$PBSPRO_BIN/qmgr" "$@"; }
 
 # _pbspro_configure: queue, node and server settings; `set` is idempotent, `create` only when missing.
 _pbspro_configure() {
-    _pbspro_qmgr -c "list queue $PBSPRO_QUEUE" >/dev/null 2>&1 \
-        || _pbspro_qmgr -c "create queue $PBSPRO_QUEUE queue_type = Execution" >/dev/null \
-        || die "pbspro: qmgr: create queue $PBSPRO_QUEUE failed"
+    local queue
+    for queue in $PBSPRO_QUEUES; do
+        _pbspro_qmgr -c "list queue $queue" >/dev/null 2>&1 \
+            || _pbspro_qmgr -c "create queue $queue queue_type = Execution" >/dev/null \
+            || die "pbspro: qmgr: create queue $queue failed"
+    done
     _pbspro_qmgr -c "list node $PBSPRO_HOSTNAME" >/dev/null 2>&1 \
         || _pbspro_qmgr -c "create node $PBSPRO_HOSTNAME" >/dev/null \
         || die "pbspro: qmgr: create node $PBSPRO_HOSTNAME failed"
     _pbspro_qmgr <<EOF >"$STATE/log/pbspro-qmgr.log" 2>&1 || die "pbspro: qmgr settings failed (see $STATE/log/pbspro-qmgr.log)"
-set queue $PBSPRO_QUEUE queue_type = Execution
-set queue $PBSPRO_QUEUE enabled = True
-set queue $PBSPRO_QUEUE started = True
-set server default_queue = $PBSPRO_QUEUE
+$(for queue in $PBSPRO_QUEUES; do
+    printf 'set queue %s %s\n' "$queue" "queue_type = Execution" "$queue" "enabled = True" \
+        "$queue" "started = True" "$queue" "resources_default.walltime = $PBSPRO_DEFAULT_WALLTIME"
+done)
+set server default_queue = $PBSPRO_DEFAULT_QUEUE
 set node $PBSPRO_HOSTNAME resources_available.ncpus = $PBSPRO_NCPUS
 set server job_history_enable = True
 set server scheduling = True
@@ -845,5 +853,5 @@ pbspro_status() {
         *) echo "pbspro: down (node $PBSPRO_HOSTNAME is '${node:-unknown}')"; return 1;;
     esac
     if _pbspro_memcg; then mem="mem limits: cgroup hook"; else mem="no mem limits"; fi
-    echo "pbspro: up (server $PBSPRO_HOSTNAME at $PBSPRO_NS_ADDR, node $node, queue $PBSPRO_QUEUE, $mem; pbs_path=$PBSPRO_BIN)"
+    echo "pbspro: up (server $PBSPRO_HOSTNAME at $PBSPRO_NS_ADDR, node $node, queues $PBSPRO_QUEUES, $mem; pbs_path=$PBSPRO_BIN)"
 }
