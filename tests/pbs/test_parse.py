@@ -203,7 +203,7 @@ def test_pro_array_and_subjobs():
 
 
 def test_pro_signal_kill_is_cancel_or_timeout_by_context():
-    record = {"job_state": "F", "Exit_status": "271", "Resource_List.walltime": "00:01:00"}
+    record = {"job_state": "F", "Exit_status": "271", "Resource_List.walltime": "00:01:00", "exec_host": "n1/0"}
     assert parse.final_status(record, "pro", JobRecord(), cancelled=True, memory_limited=False).state is (
         JobState.CANCELLED
     )
@@ -223,3 +223,51 @@ def test_sizes_and_durations():
     assert parse.duration("1:00:00:00") == 86400 and parse.duration("Infinite") is None
     assert parse.timestamp("Tue Oct  4 21:23:20 2022").day == 4
     assert parse.timestamp("not a time") is None
+
+
+# -- a real OpenPBS server (tests/clusters/pbspro.sh; samples in tests/pbs/samples/openpbs) ---------------
+
+
+def openpbs(name: str) -> dict[str, str]:
+    records = parse.parse_json(sample(f"openpbs/{name}"))
+    assert len(records) == 1, records
+    return next(iter(records.values()))
+
+
+def test_openpbs_deleted_running_job_is_cancelled_whatever_its_exit_status():
+    # qdel of a running job: Exit_status 0 (the job script's TERM trap exited cleanly), substate 91.
+    record = openpbs("qstat-xf-json-terminated.txt")
+    assert (record["Exit_status"], record["substate"]) == ("0", "91")
+    for cancelled in (True, False):  # by this client, or by anyone else
+        status = parse.final_status(record, "pro", JobRecord(), cancelled=cancelled, memory_limited=False)
+        assert status.state is JobState.CANCELLED
+        assert status.reason.endswith("and terminated by root@vm")
+
+
+def test_openpbs_cgroup_memory_kill_is_out_of_memory():
+    # The mom's cgroup hook kills inside the limit: Exit_status 137 (SIGKILL), all of mem used.
+    record = openpbs("qstat-xf-json-memory-killed.txt")
+    status = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=True)
+    assert (status.state, status.exit_code) == (JobState.OUT_OF_MEMORY, 137)
+    assert status.reason == "killed at its memory limit: PBS counted 65536kb used of the 64mb asked"
+    # A SIGKILL that did not use the memory it asked is not a memory kill.
+    light = {**record, "resources_used.mem": "11124kb"}
+    assert parse.final_status(light, "pro", JobRecord(), cancelled=False, memory_limited=True).state is (
+        JobState.FAILED
+    )
+
+
+def test_openpbs_subjobs_are_their_own_records():
+    records = parse.parse_json(sample("openpbs/qstat-xtf-json-array.txt"))
+    array = next(job_id for job_id in records if "[]" in job_id)
+    assert set(records) == {array, parse.task_id(array, 0), parse.task_id(array, 1)}
+    assert [parse.task_index(job_id) for job_id in sorted(records)] == [0, 1, None]
+    assert parse.task_index("97[3]") == 3
+
+
+def test_openpbs_subjob_deleted_while_queued_is_cancelled_not_completed():
+    # An idle worker deleted at the drain: "finished", Exit_status 0, never given a node.
+    record = openpbs("qstat-xf-json-subjob-deleted-queued.txt")
+    assert (record["Exit_status"], record["substate"], "exec_host" in record) == ("0", "92", False)
+    status = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=False)
+    assert (status.state, status.reason) == (JobState.CANCELLED, "ended before it ran: Subjob finished")

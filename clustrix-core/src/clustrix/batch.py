@@ -293,6 +293,9 @@ class BatchBackend(Backend):
         running ones end by themselves once nothing is left (a scheduler that cannot cancel
         one task of an array ends them here)."""
 
+    def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
+        """Nothing to do: the scheduler is asked about a worker task by its id alone."""
+
     def worker_directory(self, batch_dir: str, number: int, index: int | str) -> str:
         """The own directory of the worker task ``index`` of launch ``number`` ("$1" in its script)."""
         return f"{batch_dir}/task-{number}-{index}"

@@ -270,6 +270,10 @@ class Launcher(Protocol):
     def retire_workers(self, tasks: Sequence[str]) -> None:
         """Every call of their batch ended: the workers ``tasks`` have nothing left to do."""
 
+    def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
+        """This client adopted the batch in ``batch_dir`` (attach): its worker ``tasks``, in launch order,
+        were launched by another client, and their states will be asked for."""
+
 
 class WorkerPool:
     """A backend's worker batches: submitted, followed (re-attached from records too), cancelled, cleaned."""
@@ -432,10 +436,12 @@ class WorkerPool:
             return
         batch = WorkerBatch.from_record(data)
         with self.lock:
-            if prefix not in self._batches:
-                self._batches[prefix] = batch
-                # Cleaned by this client too once every call of it ended (when it follows them all).
-                self._unfinished.track(prefix, range(batch.calls))
+            if prefix in self._batches:
+                return
+            self._batches[prefix] = batch
+            # Cleaned by this client too once every call of it ended (when it follows them all).
+            self._unfinished.track(prefix, range(batch.calls))
+        self.backend.follow_workers(batch.directory, batch.tasks)
 
     def _workers_said(self, batch: WorkerBatch) -> str:
         try:

@@ -194,7 +194,11 @@ class PbsBackend(BatchBackend):
         return options
 
     def array_options(self, first: int, last: int) -> list[str]:
-        return [f"{'-J' if self.dialect == parse.PRO else '-t'} {first}-{last}"]
+        if self.dialect != parse.PRO:
+            return [f"-t {first}-{last}"]
+        # PBS Pro refuses a range of one (-J 0-0: "illegal -J value"); a step past the end is one
+        # subjob all the same (a single worker relaunched).
+        return [f"-J {first}-{last}" if last > first else f"-J {first}-{first + 1}:2"]
 
     def dependency_options(self, after: Sequence[str]) -> list[str]:
         # A bare task 123[4] exists only under Slurm's wrapper, whose depend= goes to Slurm as is.
@@ -273,6 +277,17 @@ class PbsBackend(BatchBackend):
             self._workers.update(tasks)
         return prefix, tasks
 
+    def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
+        """Each task's own directory, where it records the id PBS gave it (the only place Slurm's
+        wrapper names a started task): launch ``number`` is its array's rank among the batch's arrays."""
+        arrays = list(dict.fromkeys(parse.base_id(task) for task in tasks))
+        with self.lock:
+            for task in tasks:
+                number, index = arrays.index(parse.base_id(task)), parse.task_index(task)
+                if index is not None:
+                    self._dirs.setdefault(task, [self.worker_directory(batch_dir, number, index)])
+                    self._workers.add(task)
+
     def cancel(self, job_ids: Sequence[str]) -> None:
         calls, plain = workers.split_calls(job_ids)
         # Calls are cancelled in their batch's files; their worker tasks go like any task.
@@ -343,6 +358,14 @@ class PbsBackend(BatchBackend):
             result.check(BackendUnavailableError, "polling with qstat")
         return records
 
+    def _asked(self, job_id: str) -> str:
+        """The id qstat is asked about for ``job_id`` (under the lock): a subjob's own id (``123[4].srv``:
+        its array's record speaks for the array, not for it), the number Slurm's wrapper gave a started
+        task, else, for a task the wrapper has not started, its array's number."""
+        if parse.bare_task(job_id):
+            return self._real.get(job_id) or parse.base_id(job_id)
+        return job_id
+
     def _own_records(self, job_ids: Sequence[str]) -> dict[str, parse.JobRecord]:
         """What each job wrote in its directories (one command for all); jobs without known directories are left out."""
         with self.lock:
@@ -373,7 +396,7 @@ class PbsBackend(BatchBackend):
         if unknown:
             self._learn_task_ids(unknown)
         with self.lock:
-            ask = {j: self._real.get(j) or parse.base_id(j) for j in job_ids}
+            ask = {j: self._asked(j) for j in job_ids}
             unstarted = {j for j in job_ids if parse.bare_task(j) and j not in self._real}
         records = self.qstat(sorted(set(ask.values())))
         found: dict[str, JobStatus] = {}
@@ -422,7 +445,7 @@ class PbsBackend(BatchBackend):
     def record(self, job_id: str) -> dict[str, str] | None:
         """``qstat -f``'s record of one job (an unstarted array task: its array's), while PBS remembers it."""
         with self.lock:
-            asked = self._real.get(job_id) or parse.base_id(job_id)
+            asked = self._asked(job_id)
         return self.qstat([asked]).get(asked)
 
     def allocation(self, job_id: str) -> Allocation | None:

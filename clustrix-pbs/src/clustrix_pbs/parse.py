@@ -67,6 +67,11 @@ KILLS: dict[str, dict[int, tuple[JobState, str]]] = {
 }
 # PBS reports a job killed by signal N as 256 + N (a shell would say 128 + N).
 SIGNAL_BASE = 256
+SIGKILL = 9
+# PBS Pro's substate of a finished job that was deleted (JOB_SUBSTATE_TERMINATED): its Exit_status
+# is whatever the killed job script returned (0 when its TERM trap exits cleanly), so only this
+# says that it was cancelled; 92 is FINISHED, 93 FAILED.
+PRO_TERMINATED = "91"
 
 _ATTRIBUTE = re.compile(r"^\s+([A-Za-z_][A-Za-z0-9_.]*) = ?(.*)$")
 _JOB_ID = re.compile(r"^Job Id:\s*(\S+)\s*$")
@@ -85,6 +90,12 @@ def base_id(job_id: str) -> str:
 def task_id(array_id: str, index: int) -> str:
     """``123[4].srv`` from qsub's ``123[].srv`` (PBS Pro, Torque); ``123[4]`` from the wrapper's bare ``123``."""
     return array_id.replace("[]", f"[{index}]", 1) if "[]" in array_id else f"{array_id}[{index}]"
+
+
+def task_index(job_id: str) -> int | None:
+    """The index of an array task (``4`` for ``123[4].srv`` and ``123[4]``); None for any other id."""
+    match = _TASK.search(job_id)
+    return int(match[1]) if match else None
 
 
 def bare_task(job_id: str) -> tuple[str, int] | None:
@@ -242,6 +253,18 @@ def status(record: Mapping[str, str], dialect: str) -> JobStatus | None:
     return JobStatus(state, reason=reason, nodes=nodes(record))
 
 
+def _killed_at_memory_limit(record: Mapping[str, str], code: int) -> str | None:
+    """Why a SIGKILLed job was killed for memory, if PBS says it used all it asked (a mom's cgroup
+    kills inside the limit and leaves JOB_EXEC_KILL_MEM to its own polling, too late for it)."""
+    asked, used = memory(record.get("Resource_List.mem")), memory(record.get("resources_used.mem"))
+    if code not in (128 + SIGKILL, SIGNAL_BASE + SIGKILL) or not asked or used is None or used < asked:
+        return None
+    return (
+        f"killed at its memory limit: PBS counted {record['resources_used.mem']} used "
+        f"of the {record['Resource_List.mem']} asked"
+    )
+
+
 def final_status(
     record: Mapping[str, str] | None,
     dialect: str,
@@ -261,12 +284,21 @@ def final_status(
     limit = duration(record.get("Resource_List.walltime"))
     ran = elapsed(record)
     over_time = limit is not None and ran is not None and ran >= limit
+    if dialect == PRO and record.get("substate") == PRO_TERMINATED:
+        # Deleted, by this client or anyone else: its exit status says nothing.
+        return JobStatus(JobState.CANCELLED, reason=record.get("comment") or "deleted (qdel)", nodes=where)
+    if dialect == PRO and record and "exec_host" not in record:
+        # Never given a node: deleted while it waited (PBS Pro then records a subjob "finished"
+        # with Exit_status 0; its stime is its array's).
+        return JobStatus(JobState.CANCELLED, reason=f"ended before it ran: {record.get('comment', '')}".rstrip(": "))
     if code is not None:
         if code == 0:
             return JobStatus(JobState.COMPLETED, exit_code=0, nodes=where)
         if code in KILLS[dialect]:
             state, reason = KILLS[dialect][code]
             return JobStatus(state, reason=reason, exit_code=code, nodes=where)
+        if over_memory := _killed_at_memory_limit(record, code):
+            return JobStatus(JobState.OUT_OF_MEMORY, reason=over_memory, exit_code=code, nodes=where)
         if code > SIGNAL_BASE:
             signal = code - SIGNAL_BASE
             state = JobState.CANCELLED if cancelled else JobState.TIMEOUT if over_time else JobState.FAILED

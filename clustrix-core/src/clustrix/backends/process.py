@@ -154,6 +154,9 @@ class ProcessBackend(Backend):
     def retire_workers(self, tasks: Sequence[str]) -> None:
         """Nothing to do: workers not started yet were dropped from the queue once every call was claimed."""
 
+    def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
+        """Nothing to do: a worker's key names its directory (``job_directory``)."""
+
     def worker_output(self, batch_dir: str) -> str:
         return f"{batch_dir}/w0-0/stderr"
 
