@@ -20,7 +20,9 @@ pytestmark = pytest.mark.real_world
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("profile", ["ssh-local", "ssh-remote", "slurm", "slurm-noacct", "pbs", "sge", "kubernetes"])
+@pytest.mark.parametrize(
+    "profile", ["ssh-local", "ssh-remote", "slurm", "slurm-noacct", "pbs", "pbs-pro", "sge", "kubernetes"]
+)
 def test_conformance_kit_on_real_clusters(profile, cluster_profile, tmp_path):
     cluster_profile(profile)
     jobs = run_conformance_kit(
