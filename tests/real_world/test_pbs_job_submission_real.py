@@ -1,9 +1,16 @@
-"""The ``pbs`` backend against a real PBS: what ran, with what allocation, and what came back.
+"""The ``pbs`` backend against two real PBS servers: what ran, with what allocation, and what came back.
 
-The cluster comes from the profiles file (``tests/clusters/up slurm pbs`` writes ``pbs``: the
-Torque dialect of SchedMD's qsub/qstat/qdel over the real Slurm cluster ``main``, with PBS_*
-variables in jobs). Every check reads what actually happened: the job's own environment and
-files, ``qstat -f`` run through the backend's transport, or the job's final state.
+Every test runs on both profiles the test clusters write (``tests/clusters/up slurm pbs pbspro``):
+
+- ``pbs``: the Torque dialect, SchedMD's qsub/qstat/qdel over the real Slurm cluster ``main``
+  (PBS_* variables in jobs from its SPANK plugin; started array tasks are Slurm jobs of their own);
+- ``pbs-pro``: a real OpenPBS server (server, scheduler, comm and mom in a network namespace of
+  their own), the PBS Pro dialect: ``select=``, ``-J`` arrays, subjobs ``123[4].host``,
+  ``qstat -x -f -F json``.
+
+Every check reads what actually happened: the job's own environment and files, ``qstat -f`` run
+through the backend's transport, or the job's final state. After every test nothing of it may be
+left queued, held or running in either scheduler.
 """
 
 from __future__ import annotations
@@ -27,16 +34,23 @@ from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
 from clustrix.errors import (
     BackendUnavailableError,
+    JobCancelledError,
     JobOutOfMemoryError,
     JobTimeoutError,
     SubmissionError,
 )
 from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for, with_marker
+from tests.real_world.test_faults_real import client
 
 pytestmark = [pytest.mark.real_world]
 
 # Job functions travel by value: the ssh test runs them as another user with another interpreter.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+TORQUE, PRO = "pbs", "pbs-pro"
+# Where the Torque wrapper's jobs run (Slurm main's configuration), and where ssh tests stage.
+SLURM_MAIN = "/var/lib/clustrix-test/slurm/main/slurm.conf"
+SSH_WORKDIR = "/home/cxuser/pbs-jobs"
 
 
 @pytest.fixture(autouse=True)
@@ -45,16 +59,19 @@ def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
 
 
-@pytest.fixture
-def pbs(cluster_profile) -> Iterator[str]:
-    name = cluster_profile("pbs")
+@pytest.fixture(params=[TORQUE, PRO])
+def pbs(request: pytest.FixtureRequest, cluster_profile, tmp_path: Path) -> Iterator[str]:
+    name = cluster_profile(request.param)
     workdir = Path(profile_table(name)["workdir"])
     before = set(os.listdir(workdir)) if workdir.is_dir() else set()
     yield name
+    # Nothing the test submitted is left queued, held or running: an assertion, not a hope.
+    left = wait_for_empty_queue(name, [str(workdir), str(tmp_path), SSH_WORKDIR])
     # Jobs that failed keep their directories (cleanup = "on_success") for their logs; this test
     # has read them, so the run leaves nothing behind on disk.
     for entry in (set(os.listdir(workdir)) - before) if workdir.is_dir() else ():
         shutil.rmtree(workdir / entry, ignore_errors=True)
+    assert not left, f"jobs left in {name}'s queue after the test: {left}"
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -66,12 +83,52 @@ def pbs_command(fn: ClusterFunction, *argv: str):
     return backend.transport.run([backend.command(argv[0]), *argv[1:]], env=backend.command_env())
 
 
+def is_pro(fn: ClusterFunction) -> bool:
+    return fn.session().backend.dialect == "pro"
+
+
 def qstat_f(fn: ClusterFunction, job_id: str) -> dict[str, str]:
-    """``qstat -f JOB`` as PBS prints it, read with a regex of its own (not the plugin's parser)."""
-    result = pbs_command(fn, "qstat", "-f", job_id)
+    """``qstat -f JOB`` as PBS prints it (PBS Pro: ``-x``, finished jobs too), read with a regex of its own."""
+    result = pbs_command(fn, "qstat", *(["-x"] if is_pro(fn) else []), "-f", job_id)
     assert result.ok, result.stdout + result.stderr
     assert re.search(rf"^Job Id:\s*{re.escape(job_id)}$", result.stdout, re.MULTILINE), result.stdout
-    return dict(re.findall(r"^\s+([\w.]+) = (.*)$", result.stdout, re.MULTILINE))
+    # PBS Pro indents attributes with spaces and wraps long values onto tab-indented lines
+    # (Torque indents attributes with a tab).
+    text = re.sub(r"\n\t", "", result.stdout) if is_pro(fn) else result.stdout
+    return dict(re.findall(r"^\s+([\w.]+) = (.*)$", text, re.MULTILINE))
+
+
+def ended_letter(fn: ClusterFunction) -> str:
+    """The state letter of a finished job: Torque's C, PBS Pro's F (a subjob's X)."""
+    return "F" if is_pro(fn) else "C"
+
+
+def unfinished(profile: str, roots: list[str]) -> list[str]:
+    """This PBS's jobs that are queued, held or running: every one on the OpenPBS server (its own),
+    and under Slurm's wrapper the Slurm jobs that run in a directory under ``roots`` (Slurm main
+    runs the Slurm tests' jobs too)."""
+    fn = cluster(profile=profile)(add)
+    if is_pro(fn):
+        result = pbs_command(fn, "qstat", "-t")
+        assert result.ok or not result.stdout, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        start = next((i + 1 for i, line in enumerate(lines) if line.startswith("---")), len(lines))
+        return [line.split()[0] for line in lines[start:] if line.strip()]
+    argv = ["squeue", "-h", "-r", "-o", "%i %T %Z"]
+    result = fn.session().transport.run(argv, env={"SLURM_CONF": SLURM_MAIN}).check(BackendUnavailableError, "squeue")
+    return [
+        f"{job} {state}"
+        for job, state, where in (line.split(" ", 2) for line in result.stdout.splitlines() if line.strip())
+        if any(where == root or where.startswith(root + "/") for root in roots)
+    ]
+
+
+def wait_for_empty_queue(profile: str, roots: list[str]) -> list[str]:
+    """Wait (cancels and drains take a moment) until none of ``unfinished`` is left; what is left after a minute."""
+    deadline = time.monotonic() + 60
+    while (left := unfinished(profile, roots)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return left
 
 
 def add(x: int, y: int) -> int:
@@ -93,6 +150,16 @@ def job_dirs(fn: ClusterFunction) -> set[str]:
     return set(out.stdout.split())
 
 
+def task_of(array: str, index: int | str) -> str:
+    """An array task's id as PBS names it: ``123[4].host`` from ``123[].host`` (PBS Pro), ``123[4]`` from ``123``."""
+    return array.replace("[]", f"[{index}]") if "[]" in array else f"{array}[{index}]"
+
+
+def number(job_id: str) -> str:
+    """The job's (or its array's) number: ``123`` of ``123[4].host``, ``123[]``, ``123.host`` or ``123#5``."""
+    return re.match(r"\d+", job_id)[0]
+
+
 # -- the basics and the job's PBS environment ---------------------------------------------------
 
 
@@ -101,7 +168,7 @@ def test_add_returns_42_and_the_dialect_was_asked_of_the_server(pbs):
     assert fn(10, 32) == 42
     backend = fn.session().backend
     assert backend.config.option("pbs_dialect") is None, "the test cluster's profile leaves the dialect to qstat"
-    assert backend.dialect == "torque"
+    assert backend.dialect == {TORQUE: "torque", PRO: "pro"}[pbs]
 
 
 def test_pbs_environment_variables_inside_the_job(pbs):
@@ -114,7 +181,14 @@ def test_pbs_environment_variables_inside_the_job(pbs):
     assert env["PBS_O_WORKDIR"] == future.job.directory
     assert env["CLUSTRIX_CORES"] == "2"
     record = qstat_f(fn, future.job_id)
-    assert (record["Job_Name"], record["job_state"], record["Resource_List.ncpus"]) == ("env-check", "C", "2")
+    assert (record["Job_Name"], record["job_state"], record["Resource_List.ncpus"]) == (
+        "env-check",
+        ended_letter(fn),
+        "2",
+    )
+    if is_pro(fn):
+        # The select statement PBS Pro was asked (its NCPUS gave CLUSTRIX_CORES).
+        assert record["Resource_List.select"] == "1:ncpus=2"
 
 
 def read_node_file() -> tuple[str, list[str]]:
@@ -153,7 +227,8 @@ def test_unknown_queue_is_refused_in_qsubs_own_words(pbs, tmp_path):
     fn = cluster(profile=pbs, queue="no-such-queue", workdir=str(tmp_path / "jobs"))(add)
     with pytest.raises(SubmissionError, match="qsub refused the job") as info:
         fn(1, 2)
-    assert "Invalid partition name specified" in info.value.scheduler_output
+    said = {TORQUE: "Invalid partition name specified", PRO: "Unknown queue"}[pbs]
+    assert said in info.value.scheduler_output
     assert list((tmp_path / "jobs").iterdir()) == [], "nothing is left staged"
 
 
@@ -197,6 +272,7 @@ def test_hostile_names_env_values_and_paths_reach_pbs_jobs_byte_exact(pbs, tmp_p
         assert got == value
         assert dirs[0].startswith(workdir + "/")
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,14}", job_name), job_name
+        # The queue's default, on both clusters.
         assert qstat_f(fn, future.job_id)["Resource_List.walltime"] == "01:00:00", "the name added no directive"
         batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
         assert [f.result(timeout=120) for f in batch] == [4, 6]
@@ -236,20 +312,34 @@ def test_map_of_20_is_one_array_of_workers(pbs):
         del session.transport.run
     # One qsub; it ran in the batch directory, with the workers' script named relative to it.
     assert len(submits) == 1, submits
-    assert "#PBS -t 0-19\n" in Path(submits[0][4], submits[0][-1]).read_text()
+    array_option = "-J 0-19" if is_pro(fn) else "-t 0-19"
+    assert f"#PBS {array_option}\n" in Path(submits[0][4], submits[0][-1]).read_text()
     results = [f.result(timeout=300) for f in futures]
     assert [r[0] for r in results] == [x * x for x in range(20)]
     (array,) = {r[1] for r in results}
     assert [f.job_id for f in futures] == [f"{array}#{i}" for i in range(20)]
-    # Each call knows the worker task it ran in (123[4], what CLUSTRIX_JOB_ID says inside).
+    # Each call knows the worker task it ran in (123[4] or 123[4].host: what CLUSTRIX_JOB_ID says inside).
     backend = fn.session().backend
-    assert [backend.scheduler_job(f.job_id) for f in futures] == [f"{r[1]}[{r[2]}]" for r in results]
-    assert [r[4] for r in results] == [f"{r[1]}[{r[2]}]" for r in results]
-    # Under Slurm's wrapper a started task has a job number of its own, which qstat knows.
+    assert [backend.scheduler_job(f.job_id) for f in futures] == [task_of(r[1], r[2]) for r in results]
+    assert [r[4] for r in results] == [task_of(r[1], r[2]) for r in results]
     own = results[5][3]
-    assert own != array
-    assert qstat_f(fn, own)["Job_Name"] == "task_identity"
+    if is_pro(fn):
+        # A subjob is named by its array's id and its index, and qstat knows it by that name.
+        assert own == task_of(array, results[5][2])
+        wait_for(lambda: qstat_f(fn, own)["job_state"] in ("X", "F"), 60, f"subjob {own} to end")
+    else:
+        # Under Slurm's wrapper a started task has a job number of its own, which qstat knows.
+        assert own != array
+        assert qstat_f(fn, own)["Job_Name"] == "task_identity"
     assert batch_dirs(fn) == before, "the batch directory is cleaned once all its calls succeeded"
+
+
+def subjobs(fn: ClusterFunction, array: str) -> dict[str, dict[str, str]]:
+    """PBS Pro's records of every subjob of ``array``, finished ones too (``qstat -x -t -f -F json``)."""
+    result = pbs_command(fn, "qstat", "-x", "-t", "-f", "-F", "json", array)
+    assert result.ok, result.stdout + result.stderr
+    jobs = json.loads(result.stdout)["Jobs"]
+    return {job_id: record for job_id, record in jobs.items() if "[]" not in job_id}
 
 
 def test_two_workers_on_two_cpus_drain_a_map_of_12_and_the_idle_ones_are_cancelled(pbs, cluster_profile):
@@ -259,9 +349,22 @@ def test_two_workers_on_two_cpus_drain_a_map_of_12_and_the_idle_ones_are_cancell
     assert [r[0] for r in results] == [0.5] * 12
     workers = {r[1] for r in results}
     assert len(workers) < 12, f"{len(workers)} workers ran 12 calls on 2 CPUs"
+    array = futures[0].job_id.split("#")[0]
+    if is_pro(fn):
+        # Idle subjobs are deleted by their own ids at the drain: they end without ever running
+        # (no exec_host: a subjob's stime is its array's), although CPUs were free for them once
+        # the two workers ended; the subjobs that ran are the workers that ran calls.
+        ended = wait_for(
+            lambda: (t := subjobs(fn, array)) and all(r["job_state"] in ("X", "F") for r in t.values()) and t,
+            60,
+            "every subjob to end",
+        )
+        ran = {job_id for job_id, record in ended.items() if "exec_host" in record}
+        assert ran == workers, (ran, workers)
+        assert len(ended) == 12
+        return
     # Slurm's qdel ends an array only as a whole: once every call ended, the array goes, with
     # every worker that never started. Slurm's accounting (under the wrapper) says which ran.
-    array = futures[0].job_id.split("#")[0]
     env = {"SLURM_CONF": profile_table(cluster_profile("slurm"))["slurm_conf"]}
 
     def tasks() -> dict[str, str]:
@@ -320,8 +423,16 @@ def test_memory_limit_kill_is_out_of_memory(pbs):
     with pytest.raises(JobOutOfMemoryError) as info:
         future.result(timeout=180)
     assert info.value.state is JobState.OUT_OF_MEMORY
-    assert "exceeded memory limit" in info.value.stderr_tail
-    assert qstat_f(fn, future.job_id)["job_state"] == "C"
+    record = qstat_f(fn, future.job_id)
+    assert record["job_state"] == ended_letter(fn)
+    if is_pro(fn):
+        # OpenPBS's mom enforces mem with its cgroup hook, which says so on the job's stderr; PBS
+        # accounts the whole limit used.
+        assert "Cgroup mem limit exceeded" in info.value.stderr_tail
+        assert (record["Resource_List.mem"], record["resources_used.mem"]) == ("100mb", "102400kb")
+    else:
+        # Slurm's accounting poll kills under the wrapper.
+        assert "exceeded memory limit" in info.value.stderr_tail
 
 
 def kill_self():
@@ -337,15 +448,21 @@ def test_a_job_killing_itself_under_a_memory_limit_is_not_called_out_of_memory(p
 
 @pytest.mark.expensive
 def test_walltime_kill_is_job_timeout_error(pbs):
-    # The wrapper's Slurm has a one-minute minimum; the kill comes at about 61 s.
+    # The wrapper's Slurm has a one-minute minimum; the kill comes at about 61 s (OpenPBS's mom
+    # checks walltime on its polls: about as late).
     fn = cluster(profile=pbs, time="00:01:00")(sleep_for)
     future = fn.submit(300)
     with pytest.raises(JobTimeoutError) as info:
         future.result(timeout=240)
     assert info.value.state is JobState.TIMEOUT
     record = qstat_f(fn, future.job_id)
-    assert (record["job_state"], record["Resource_List.walltime"]) == ("C", "00:01:00")
-    assert "DUE TO TIME LIMIT" in info.value.stderr_tail
+    assert (record["job_state"], record["Resource_List.walltime"]) == (ended_letter(fn), "00:01:00")
+    if is_pro(fn):
+        # PBS Pro's own exit status for it (JOB_EXEC_KILL_WALLTIME) and its mom's words.
+        assert record["Exit_status"] == "-29"
+        assert "walltime" in info.value.stderr_tail and "exceeded limit" in info.value.stderr_tail
+    else:
+        assert "DUE TO TIME LIMIT" in info.value.stderr_tail
 
 
 @pytest.mark.expensive
@@ -406,9 +523,12 @@ def test_errors_come_back_typed_and_the_cluster_recovers(pbs):
     future = fn.submit(3)
     with pytest.raises(JobFailedError, match="ended without a result") as exited:
         future.result(timeout=120)
-    # Torque-over-Slurm keeps no exit status: the job script's own record gives it.
     assert exited.value.exit_code == 3 and exited.value.state is JobState.FAILED
-    assert "exit_status" not in qstat_f(fn, future.job_id)
+    if is_pro(fn):
+        assert qstat_f(fn, future.job_id)["Exit_status"] == "3"
+    else:
+        # Torque-over-Slurm keeps no exit status: the job script's own record gave it.
+        assert "exit_status" not in qstat_f(fn, future.job_id)
     assert cluster(profile=pbs)(add)(20, 22) == 42
 
 
@@ -417,8 +537,13 @@ def test_cancel_ends_the_job_in_pbs(pbs):
     future = fn.submit(300)
     wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
     assert future.cancel()
-    wait_for(lambda: qstat_f(fn, future.job_id)["job_state"] == "C", 60, "qstat to say C")
+    letter = ended_letter(fn)
+    wait_for(lambda: qstat_f(fn, future.job_id)["job_state"] == letter, 60, f"qstat to say {letter}")
     wait_for(lambda: future.job.state is JobState.CANCELLED, 60, "the monitor to see CANCELLED")
+    if is_pro(fn):
+        # PBS Pro records the deleted job's exit status as its script left it: only the substate
+        # says terminated, and that is what reads as CANCELLED.
+        assert qstat_f(fn, future.job_id)["substate"] == "91"
 
 
 def test_cancel_of_a_whole_map_with_pending_tasks(pbs):
@@ -429,9 +554,7 @@ def test_cancel_of_a_whole_map_with_pending_tasks(pbs):
     assert all(f.cancelled() for f in futures)
     for future in futures:
         wait_for(lambda f=future: f.job.state is JobState.CANCELLED, 90, f"{future.job_id} to be CANCELLED")
-    array = futures[0].job_id.split("#")[0]
-    listed = pbs_command(cluster(profile=pbs)(add), "qstat", array).stdout
-    assert not re.search(rf"^{array}\s.*\s[QR]\s", listed, re.MULTILINE), listed
+    # The fixture then checks that nothing of the array is left queued or running.
 
 
 def sleep_then(seconds: float) -> tuple[float, str]:
@@ -449,8 +572,25 @@ def test_workers_killed_mid_map_lose_no_result_and_new_ones_run_the_calls_left(p
         assert pbs_command(fn, "qdel", array).returncode == 0
 
     outcomes = kill_workers_mid_map(futures, kill)
-    relaunched = {v[1].split("[")[0] for v in outcomes.values() if v != "cancelled"} - {array}
+    relaunched = {number(v[1]) for v in outcomes.values() if v != "cancelled"} - {number(array)}
     assert relaunched, f"the calls left ran in workers started after the kill: {outcomes}"
+
+
+def test_a_single_worker_is_relaunched_for_the_one_call_left(pbs):
+    # Each call takes both CPUs, so the second worker waits while the first runs; deleting the
+    # array then leaves one call unclaimed, and ONE new worker is launched for it (on PBS Pro an
+    # array of one, which -J 0-0 cannot say).
+    fn = cluster(profile=pbs, cores=2, poll_interval=0.5, poll_interval_max=1.0)(sleep_then)
+    futures = fn.map([60.0, 1.0])
+    array = futures[0].job_id.split("#")[0]
+    wait_for(lambda: futures[0].state is JobState.RUNNING, 60, "the first call to run")
+    assert pbs_command(fn, "qdel", array).returncode == 0
+    with pytest.raises(JobCancelledError):
+        futures[0].result(timeout=120)
+    seconds, worker = futures[1].result(timeout=120)
+    assert seconds == 1.0 and number(worker) != number(array)
+    # The only task of the new workers' array.
+    assert re.fullmatch(r"\d+\[0\](\.clustrix-pbs)?", worker), worker
 
 
 def sleep_then_touch(seconds: float, path: str) -> str:
@@ -460,18 +600,23 @@ def sleep_then_touch(seconds: float, path: str) -> str:
 
 
 def test_cancelling_one_task_of_a_static_array_never_ends_its_siblings(pbs, tmp_path, caplog):
-    # Slurm's qdel wrapper can end an array only as a whole (a task's own number is refused, and
-    # 123_4 is read as 123). One task of three is cancelled: the backend says it cannot, and
-    # every task, that one included, runs to its end; nothing is killed that was not asked for.
     fn = cluster(profile=pbs, cores=2)(sleep_then_touch)
     markers = [tmp_path / f"ran-{i}" for i in range(3)]
     futures = fn.map([5, 1, 1], [str(m) for m in markers], chunksize=1)
     wait_for(lambda: futures[0].state is JobState.RUNNING, 60, "the first task to run")
     with caplog.at_level("WARNING", logger="clustrix"):
         assert clustrix.cancel([futures[2]]) == 1
-    assert "cannot cancel one task of an array alone" in caplog.text
     assert [f.result(timeout=180) for f in futures[:2]] == ["woke", "woke"]
     wait_for(lambda: futures[2].job.state.finished, 120, "the third task to end")
+    if is_pro(fn):
+        # PBS Pro deletes the one subjob (it waited for a CPU: the first two hold both): it never runs.
+        assert futures[2].cancelled() and futures[2].job.state is JobState.CANCELLED
+        assert [m.exists() for m in markers] == [True, True, False]
+        return
+    # Slurm's qdel wrapper can end an array only as a whole (a task's own number is refused, and
+    # 123_4 is read as 123). The backend says it cannot, and every task, that one included, runs
+    # to its end; nothing is killed that was not asked for.
+    assert "cannot cancel one task of an array alone" in caplog.text
     assert futures[2].job.state is JobState.COMPLETED
     assert all(m.exists() for m in markers)
 
@@ -500,9 +645,14 @@ def test_nothing_is_left_in_the_queue_or_on_disk(pbs):
     doomed.cancel()
     assert [f.result(timeout=180) for f in singles + batch] == [0, 2, 4, 0, 2, 4, 6, 8, 10]
     wait_for(lambda: doomed.job.state is JobState.CANCELLED, 60, "the cancelled job to end")
-    ids = sorted({f.job_id.split("[")[0] for f in [*singles, *batch, doomed]})
-    states = re.findall(r"^\S+\s+\S+\s+\S+\s+\S+\s+(\w)\s", pbs_command(fn, "qstat", *ids).stdout, re.MULTILINE)
-    assert states and set(states) == {"C"}, f"qstat shows jobs still queued or running: {states}"
+    if is_pro(fn):
+        states = {qstat_f(fn, job_id)["job_state"] for job_id in {f.job_id for f in [*singles, *batch, doomed]}}
+        assert states <= {"F", "X"}, f"qstat shows jobs still queued or running: {states}"
+    else:
+        ids = sorted({f.job_id.split("[")[0] for f in [*singles, *batch, doomed]})
+        listed = pbs_command(fn, "qstat", *ids).stdout
+        states = re.findall(r"^\S+\s+\S+\s+\S+\s+\S+\s+(\w)\s", listed, re.MULTILINE)
+        assert states and set(states) == {"C"}, f"qstat shows jobs still queued or running: {states}"
     # Successful jobs' directories and the batch's are cleaned; the cancelled job's is kept for its logs.
     left = job_dirs(fn) - before
     assert left == {Path(doomed.job.directory).name}, left
@@ -553,8 +703,15 @@ def test_validator_sees_what_pbs_allocated(pbs, cluster_validator):
     assert checks["allocated time limit"].actual == 300
     assert checks["queue"].actual == "debug"
     assert result.history[0][0] == "PENDING" and result.history[-1][0] == "COMPLETED"
-    # qstat -f here keeps no exit status, so the metrics are the runner's record.
     metrics = result.metrics
+    if is_pro(fn := cluster(profile=pbs)(add)):
+        # PBS Pro keeps the exit status and what the job used: the metrics are qstat's.
+        assert metrics.source == "qstat" and metrics.exit_code == 0
+        assert metrics.allocated_cores == 2 and metrics.nodes == (
+            qstat_f(fn, result.job_id)["exec_host"].split("/")[0],
+        )
+        return
+    # qstat -f here keeps no exit status, so the metrics are the runner's record.
     assert metrics.source == "runner" and metrics.exit_code == 0
     assert metrics.peak_memory is not None and metrics.peak_memory >= 50 * 1024**2
 
@@ -657,27 +814,37 @@ def test_one_qstat_per_poll_for_many_jobs(pbs):
 
 
 def test_pbs_dialect_override_is_used_instead_of_asking(pbs, tmp_path, monkeypatch):
-    # This server speaks Torque: told it is PBS Pro, the backend submits with PBS Pro's words
-    # (-k doe: direct write), which the wrapper refuses, in its own words.
-    use_variant(tmp_path, monkeypatch, pbs, "as-pro", pbs_dialect="pro", workdir=str(tmp_path / "j"))
-    fn = cluster(profile="as-pro")(add)
-    assert fn.session().backend.dialect == "pro"
-    with pytest.raises(SubmissionError, match="Unknown option: k"):
-        fn(1, 2)
+    # Told the other dialect than its server speaks, the backend submits with that dialect's words,
+    # which the server refuses in its own words: Slurm's wrapper has no -k (PBS Pro's direct write),
+    # OpenPBS's qsub no -t (Torque's arrays).
+    wrong = {TORQUE: "pro", PRO: "torque"}[pbs]
+    use_variant(tmp_path, monkeypatch, pbs, "wrong-dialect", pbs_dialect=wrong, workdir=str(tmp_path / "j"))
+    fn = cluster(profile="wrong-dialect")(add)
+    assert fn.session().backend.dialect == wrong
+    refused = {TORQUE: "Unknown option: k", PRO: "invalid option -- 't'"}[pbs]
+    with pytest.raises(SubmissionError, match=refused):
+        fn.map([1, 2], [3, 4], chunksize=1)
     assert list((tmp_path / "j").iterdir()) == [], "nothing is left staged"
 
 
 def test_pbs_env_reaches_every_pbs_command(pbs, tmp_path, monkeypatch):
-    # The wrapper's commands find their Slurm through SLURM_CONF: point it, through pbs_env, at a
-    # copy of the cluster's configuration whose controller port nobody listens on.
-    conf = tmp_path / "slurm.conf"
-    real = Path("/var/lib/clustrix-test/slurm/main/slurm.conf").read_text()
-    conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", real))
+    # Through pbs_env, the commands are pointed at a server that does not answer: Slurm's wrapper
+    # finds its Slurm through SLURM_CONF (a copy whose controller port nobody listens on), OpenPBS's
+    # commands their server through PBS_SERVER (a port on the server's host nobody listens on).
+    if pbs == PRO:
+        env = {"PBS_SERVER": "clustrix-pbs:1"}
+        down = "Connection refused|cannot connect to server"
+    else:
+        conf = tmp_path / "slurm.conf"
+        conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", Path(SLURM_MAIN).read_text()))
+        env = {"SLURM_CONF": str(conf)}
+        down = "Unable to contact slurm controller"
     use_variant(tmp_path, monkeypatch, pbs, "pbs-down", workdir=str(tmp_path / "j"))
     config = Path(os.environ["CLUSTRIX_CONFIG"])
     # A TOML inline table, which use_variant does not write.
-    config.write_text(config.read_text() + f"pbs_env = {{ SLURM_CONF = {json.dumps(str(conf))} }}\n")
-    with pytest.raises(BackendUnavailableError, match="Unable to contact slurm controller"):
+    table = ", ".join(f"{key} = {json.dumps(value)}" for key, value in env.items())
+    config.write_text(config.read_text() + f"pbs_env = {{ {table} }}\n")
+    with pytest.raises(BackendUnavailableError, match=down):
         cluster(profile="pbs-down")(add)(1, 2)
     assert list((tmp_path / "j").iterdir()) == [], "nothing is left staged"
 
@@ -691,17 +858,16 @@ def whoami() -> tuple[str, str]:
     return getpass.getuser(), os.environ["PBS_JOBID"]
 
 
-def test_pbs_over_ssh(cluster_profile, tmp_path, monkeypatch):
+def test_pbs_over_ssh(pbs, cluster_profile, tmp_path, monkeypatch):
     cluster_profile("ssh-local")
-    cluster_profile("pbs")
     ssh = profile_table("ssh-local")
     use_variant(
         tmp_path,
         monkeypatch,
-        "pbs",
+        pbs,
         "pbs-ssh",
         **{key: ssh[key] for key in ("host", "port", "user", "identity_file", "known_hosts", "python")},
-        workdir="/home/cxuser/pbs-jobs",
+        workdir=SSH_WORKDIR,
     )
     assert cluster(profile="pbs-ssh")(add)(10, 32) == 42
     fn = cluster(profile="pbs-ssh")(whoami)
@@ -711,4 +877,24 @@ def test_pbs_over_ssh(cluster_profile, tmp_path, monkeypatch):
     assert qstat_f(fn, future.job_id)["Job_Owner"].startswith("cxuser@")
     futures = cluster(profile="pbs-ssh")(add).map(range(4), range(4))
     assert [f.result(timeout=120) for f in futures] == [0, 2, 4, 6]
-    assert all(re.fullmatch(r"\d+#\d", f.job_id) for f in futures)
+    array = re.escape(futures[0].job_id.split("#")[0])
+    assert all(re.fullmatch(rf"{array}#\d", f.job_id) for f in futures)
+    assert re.fullmatch(r"\d+\[\]\.clustrix-pbs" if is_pro(fn) else r"\d+", futures[0].job_id.split("#")[0])
+
+
+# -- a client that dies -----------------------------------------------------------------------------------
+
+
+def test_a_killed_client_s_map_is_collected_by_a_new_process(pbs, tmp_path, monkeypatch):
+    # The client submits a map of workers and dies at once (os._exit): a new process attaches to
+    # every call by id and collects it, following workers it never launched.
+    name = use_variant(tmp_path, monkeypatch, pbs, "pbs-private", workdir=str(tmp_path / "jobs"))
+    proc = client(name, 6, 3, "die")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    job_ids = out.split()
+    assert len(job_ids) == 6 and all("#" in job_id for job_id in job_ids), job_ids
+    futures = [clustrix.attach(job_id) for job_id in job_ids]
+    assert [f.result(timeout=240) for f in futures] == [0, 2, 4, 6, 8, 10]
+    # Every call's directory is cleaned, and the workers' batch directory with its record.
+    wait_for(lambda: not os.listdir(tmp_path / "jobs"), 30, "the batch to be cleaned")
