@@ -14,7 +14,7 @@ from clustrix.errors import ConfigError
 
 Converter = Callable[[Any], Any]
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def string(name: str, what: str = "a non-empty string") -> Converter:
@@ -82,6 +82,7 @@ def choice(name: str, choices: Iterable[str]) -> Converter:
 
 def env_name(name: str, context: str = "env") -> str:
     """An environment variable's name, safe to write unquoted after ``export``."""
-    if not isinstance(name, str) or not _ENV_NAME.match(name):
+    # fullmatch: `$` in a pattern also matches before a final newline, which would split `export`.
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
         raise ConfigError(f"{context}: {name!r} is not a valid environment variable name")
     return name

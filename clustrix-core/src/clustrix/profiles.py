@@ -26,6 +26,9 @@ def _env(value: Any) -> dict[str, str]:
         convert.env_name(name)
         if not isinstance(item, str):
             raise ConfigError(f"env: {name}={item!r}: values must be strings (they arrive byte-exact as given)")
+        if "\0" in item:
+            # No environment can hold a NUL: it would be dropped, or cut the value short.
+            raise ConfigError(f"env: {name}={item!r}: a value cannot hold a NUL character")
     return dict(value)
 
 

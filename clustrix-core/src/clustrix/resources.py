@@ -34,8 +34,13 @@ _MEMORY_UNITS = {
     "tb": 1024**4,
     "tib": 1024**4,
 }
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})$")
+# ASCII digits only: `\d` also takes other scripts' digits and `isdigit` superscripts, which
+# int() then refuses or reads as something the scheduler would not.
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
+_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})$", re.ASCII)
+_MINUTES_RE = re.compile(r"\s*\d+\s*", re.ASCII)
+# More than any scheduler grants, far below what a float overflows at.
+_MAX_MEMORY = 1024**6
 
 
 def parse_memory(value: int | str, name: str = "memory") -> int:
@@ -47,13 +52,16 @@ def parse_memory(value: int | str, name: str = "memory") -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigError(f"{name}={value!r}: expected a size such as '512MB', '2GiB' or a number of bytes")
     if isinstance(value, int):
-        number, unit = float(value), ""
+        number, unit = value, ""
     else:
         match = _MEMORY_RE.match(value)
         if not match or match.group(2).lower() not in _MEMORY_UNITS:
             raise ConfigError(f"{name}={value!r}: expected a size such as '512MB', '1.5G', '2GiB' or bytes")
         number, unit = float(match.group(1)), match.group(2).lower()
-    result = math.ceil(number * _MEMORY_UNITS[unit])
+    size = number * _MEMORY_UNITS[unit]
+    if not size <= _MAX_MEMORY:
+        raise ConfigError(f"{name}={value!r}: more than any cluster has (at most 1 EiB)")
+    result = math.ceil(size)
     if result <= 0:
         raise ConfigError(f"{name}={value!r}: must be more than zero")
     return result
@@ -67,7 +75,7 @@ def parse_time(value: int | str | datetime.timedelta, name: str = "time") -> int
         raise ConfigError(f"{name}={value!r}: expected 'HH:MM:SS', 'D-HH:MM:SS', minutes or a timedelta")
     elif isinstance(value, int):
         seconds = value * 60
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _MINUTES_RE.fullmatch(value):
         seconds = int(value.strip()) * 60
     elif isinstance(value, str) and (match := _TIME_RE.match(value.strip())):
         days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
