@@ -1,10 +1,11 @@
-"""Hostile and malformed input at the trust boundaries (issue 18): each case is refused with a
-ConfigError naming the key, before anything is staged or submitted.
+"""Hostile and malformed input at the trust boundaries (issue 18): each is refused with a clear
+ClustrixError (a ConfigError naming the key, before anything is staged), and no future waits forever.
 
 Cases so far: environment variable names that pass a `$`-anchored check (a trailing newline
 would split the job script's `export`), a NUL in an environment value (dropped or cut short by
-every environment), and resource strings that used to escape as ValueError/OverflowError
-(Unicode digits, sizes past what a float holds).
+every environment), resource strings that used to escape as ValueError/OverflowError
+(Unicode digits, sizes past what a float holds), and results whose unpickling raises a
+BaseException (the future must still resolve).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from clustrix import cluster
-from clustrix.errors import ConfigError
+from clustrix.errors import ConfigError, RemoteError, ResultCorruptError
 
 
 def add(x: int, y: int) -> int:
@@ -37,3 +38,35 @@ def test_malformed_input_is_a_config_error_and_stages_nothing(local_profile, key
     with pytest.raises(ConfigError, match=message):
         cluster(profile=name, **keys)(add)(1, 2)
     assert not local_profile.workdir.exists() or list(local_profile.workdir.iterdir()) == []
+
+
+class ExitsWhenUnpickled:
+    """Pickles fine where it is made; unpickling it calls sys.exit (a BaseException, not an Exception)."""
+
+    def __reduce__(self):
+        import sys
+
+        return (sys.exit, (3,))
+
+
+def returns_an_exit() -> ExitsWhenUnpickled:
+    return ExitsWhenUnpickled()
+
+
+def raises_an_exit() -> None:
+    error = ValueError("carries an exit")
+    error.payload = ExitsWhenUnpickled()
+    raise error
+
+
+def test_a_result_whose_unpickling_exits_resolves_its_future(local_profile):
+    # Before: the SystemExit escaped the collector thread and the future never resolved.
+    future = cluster(profile=local_profile())(returns_an_exit).submit()
+    with pytest.raises(ResultCorruptError, match="the result could not be unpickled here: SystemExit: 3"):
+        future.result(timeout=60)
+
+
+def test_an_exception_whose_unpickling_exits_comes_back_as_a_remote_error(local_profile):
+    future = cluster(profile=local_profile())(raises_an_exit).submit()
+    with pytest.raises(RemoteError, match="carries an exit"):
+        future.result(timeout=60)

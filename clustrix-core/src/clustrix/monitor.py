@@ -112,10 +112,10 @@ class Monitor:
     def _collect(self, job: Job) -> None:
         try:
             self.session.finish(job)
-        except Exception as exc:  # noqa: BLE001 - see the module docstring
+        except BaseException as exc:  # noqa: BLE001 - a future must resolve, whatever a collector met
             self._lost(job, exc)
 
-    def _lost(self, job: Job, exc: Exception) -> None:
+    def _lost(self, job: Job, exc: BaseException) -> None:
         """Fail ``job``'s future with what went wrong handling it; the others are not concerned."""
         self._log.error("job handling failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
         with self._wake:

@@ -87,7 +87,7 @@ def outcome(job: Job, results: Sequence[bytes | None], stderr_tail: str) -> Outc
             return Outcome(False, exception=error(f"job {job.job_id}: result file {where}: {exc}{said}"))
         try:
             records.append((header, runner.loads(header, payload)))
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
+        except BaseException as exc:  # noqa: BLE001 - unpickling runs the pickle's code: SystemExit too
             return Outcome(
                 False,
                 exception=ResultCorruptError(
@@ -149,7 +149,7 @@ def _remote_exception(job: Job, rank: int, header: dict, record: dict, failure: 
         if record.get("exception") is not None:
             try:
                 exc = runner.loads(header, record["exception"])
-            except Exception:  # noqa: BLE001 - the class may not exist here; RemoteError carries it
+            except BaseException:  # noqa: BLE001 - the class may not exist here, or unpickling exits
                 exc = None
         if isinstance(exc, SystemExit):
             # Re-raised here it would end the caller's program: the job's exit is a job failure.
@@ -175,7 +175,7 @@ def _rebuild(header: dict, pickled: bytes | None) -> BaseException | None:
         return None
     try:
         exc = runner.loads(header, pickled)
-    except Exception:  # noqa: BLE001 - the class may not exist here; RemoteError carries it
+    except BaseException:  # noqa: BLE001 - the class may not exist here, or unpickling exits
         return None
     return exc if isinstance(exc, Exception) else None
 
