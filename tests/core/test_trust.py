@@ -4,11 +4,15 @@ ClustrixError (a ConfigError naming the key, before anything is staged), and no 
 Cases so far: environment variable names that pass a `$`-anchored check (a trailing newline
 would split the job script's `export`), a NUL in an environment value (dropped or cut short by
 every environment), resource strings that used to escape as ValueError/OverflowError
-(Unicode digits, sizes past what a float holds), and results whose unpickling raises a
-BaseException (the future must still resolve).
+(Unicode digits, sizes past what a float holds), results whose unpickling raises a
+BaseException (the future must still resolve), and a umask of 002 (the workdir's parents
+must not come out group-writable).
 """
 
 from __future__ import annotations
+
+import os
+import stat
 
 import pytest
 
@@ -70,3 +74,18 @@ def test_an_exception_whose_unpickling_exits_comes_back_as_a_remote_error(local_
     future = cluster(profile=local_profile())(raises_an_exit).submit()
     with pytest.raises(RemoteError, match="carries an exit"):
         future.result(timeout=60)
+
+
+def test_a_first_day_users_umask_002_does_not_lock_them_out_of_their_workdir(local_profile, tmp_path):
+    # Before: the workdir's missing parents were made 0775 under umask 002, and from the second
+    # session on the workdir check refused them as group-writable.
+    workdir = tmp_path / "home" / ".clustrix" / "jobs"
+    old = os.umask(0o002)
+    try:
+        for attempt in range(2):
+            name = local_profile(f"run{attempt}", workdir=str(workdir))
+            assert cluster(profile=name)(add)(attempt, 1) == attempt + 1
+    finally:
+        os.umask(old)
+    for level in (tmp_path / "home", tmp_path / "home" / ".clustrix", workdir):
+        assert stat.S_IMODE(level.stat().st_mode) == 0o700, level

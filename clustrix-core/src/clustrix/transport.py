@@ -9,6 +9,7 @@ works remotely with no code of its own.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import shlex
 import shutil
@@ -142,8 +143,17 @@ class LocalTransport(Transport):
         return str(Path.home())
 
     def make_dirs(self, paths: Sequence[str], mode: int = 0o700) -> None:
+        # Every level created gets the mode (os.makedirs gives it to the last only: its parents,
+        # under a umask of 002, would be group-writable, and the workdir check refuses those).
         for path in paths:
-            os.makedirs(path, mode=mode, exist_ok=True)
+            missing = []
+            level = Path(path)
+            while not level.exists() and level != level.parent:
+                missing.append(level)
+                level = level.parent
+            for directory in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(directory, mode)
 
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
         for path, data in files.items():
