@@ -13,11 +13,20 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 
 from clustrix import cluster
-from clustrix.errors import ConfigError, RemoteError, ResultCorruptError
+from clustrix.errors import (
+    ConfigError,
+    JobFailedError,
+    NodeFailureError,
+    RemoteError,
+    ResultCorruptError,
+    SubmissionError,
+)
+from tests.conftest import wait_for
 
 
 def add(x: int, y: int) -> int:
@@ -89,3 +98,45 @@ def test_a_first_day_users_umask_002_does_not_lock_them_out_of_their_workdir(loc
         os.umask(old)
     for level in (tmp_path / "home", tmp_path / "home" / ".clustrix", workdir):
         assert stat.S_IMODE(level.stat().st_mode) == 0o700, level
+
+
+def sleep_then(seconds: float) -> str:
+    time.sleep(seconds)
+    return os.environ["CLUSTRIX_JOB_ID"]
+
+
+def test_a_refused_worker_relaunch_fails_that_maps_calls_only(local_profile):
+    # Before: the refusal raised inside the poll, and after poll_failure_timeout every job of the
+    # session failed with BackendUnavailableError, an unrelated one included.
+    name = local_profile(poll_failure_timeout=5.0)
+    fn = cluster(profile=name, cores=1, poll_interval=0.2, poll_interval_max=0.5)(sleep_then)
+    backend = fn.session().backend
+    futures = fn.map([1.0] * 6)
+    unrelated = fn.submit(12.0)
+    wait_for(lambda: sum(f.done() for f in futures) >= 1, 60, "a call to end")
+
+    def refuse(*args, **kwargs):
+        raise SubmissionError("qsub refused the job 'sleep_then'", scheduler_output="would exceed the user's job limit")
+
+    backend.launch_workers = refuse
+    # SIGKILL the map's workers: the calls left need new ones, which the scheduler refuses.
+    backend.transport.run(
+        [
+            "sh",
+            "-c",
+            'for p in "$1"/batch-*/w0-*/pid; do kill -9 -"$(cat "$p")" 2>/dev/null; done',
+            "sh",
+            backend.workdir,
+        ]
+    )
+    refused = 0
+    for future in futures:
+        try:
+            future.result(timeout=60)
+        except NodeFailureError:
+            pass  # a call the killed workers were running
+        except JobFailedError as exc:
+            assert "its workers ended, and starting more failed" in str(exc) and "user's job limit" in str(exc)
+            refused += 1
+    assert refused >= 1
+    assert unrelated.result(timeout=60) == unrelated.job_id, "the session's other jobs were polled on"

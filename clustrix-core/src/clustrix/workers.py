@@ -26,7 +26,7 @@ import attrs
 
 from clustrix import runner
 from clustrix.backend import Leftovers, StagedJob
-from clustrix.errors import BackendUnavailableError
+from clustrix.errors import BackendUnavailableError, ClustrixError
 from clustrix.log import get_logger
 from clustrix.state import JobState, JobStatus
 
@@ -345,6 +345,8 @@ class WorkerPool:
                 tasks = {t: s for t in batch.tasks if (s := self._tasks_ended.get(t) or found.get(t)) is not None}
             listing = listings.get(batch.directory) or Listing({}, {}, frozenset())
             by_index, drain, relaunch = batch.statuses(listing, tasks)
+            if relaunch:
+                by_index.update(self._relaunch(batch, by_index, len(listing.claimed)))
             with self.lock:
                 self._ran_in.update((call_id(prefix, index), worker) for index, worker in listing.claimed.items())
             for index, status in by_index.items():
@@ -356,8 +358,6 @@ class WorkerPool:
                 threading.Thread(
                     target=self._end_idle, args=(batch, self.backend.cancel, drain), name="clustrix-drain", daemon=True
                 ).start()
-            if relaunch:
-                self._relaunch(batch, by_index, len(listing.claimed))
             self._clean(prefix, batch, by_index)
         return {job_id: statuses[job_id] for job_id in calls}
 
@@ -393,14 +393,29 @@ class WorkerPool:
             batch = self._batches.get(job_id.rpartition(SEPARATOR)[0])
             return self._ran_in.get(job_id) or (batch.tasks[0] if batch else job_id)
 
-    def _relaunch(self, batch: WorkerBatch, by_index: Mapping[int, JobStatus], claims: int) -> None:
+    def _relaunch(self, batch: WorkerBatch, by_index: Mapping[int, JobStatus], claims: int) -> dict[int, JobStatus]:
+        """Start new workers for the calls left; if the scheduler refuses, those calls fail (their statuses).
+
+        A refusal concerns this batch only: raised, it would fail the poll of every job of the session.
+        """
         assert batch.template is not None
-        unclaimed = sum(1 for status in by_index.values() if status.state is JobState.PENDING)
-        size = min(unclaimed, batch.size)
-        _, new = self.backend.launch_workers([batch.template], batch.directory, size, batch.launches)
+        unclaimed = [index for index, status in by_index.items() if status.state is JobState.PENDING]
+        size = min(len(unclaimed), batch.size)
+        try:
+            _, new = self.backend.launch_workers([batch.template], batch.directory, size, batch.launches)
+        except ClustrixError as exc:
+            self.log.error(
+                "workers ended with calls left, and starting more failed", batch=batch.directory, error=str(exc)
+            )
+            failed = JobStatus(
+                JobState.FAILED, reason=f"{NO_WORKER_RAN}: its workers ended, and starting more failed: {exc}"
+            )
+            batch.finished |= set(unclaimed)
+            return dict.fromkeys(unclaimed, failed)
         batch.relaunched(new, claims)
         self._write_record(batch)
         self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
+        return {}
 
     def _end_idle(self, batch: WorkerBatch, end: Callable[[Sequence[str]], None], idle: Sequence[str]) -> None:
         """Workers with nothing left to claim are not needed: ``end`` them (cancel, or retire)."""
