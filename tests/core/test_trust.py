@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+import clustrix
 from clustrix import cluster
+from clustrix.cli import main
 from clustrix.errors import (
     ConfigError,
     JobFailedError,
@@ -26,6 +31,7 @@ from clustrix.errors import (
     ResultCorruptError,
     SubmissionError,
 )
+from clustrix.journal import read_jobs
 from tests.conftest import wait_for
 
 
@@ -140,3 +146,39 @@ def test_a_refused_worker_relaunch_fails_that_maps_calls_only(local_profile):
             refused += 1
     assert refused >= 1
     assert unrelated.result(timeout=60) == unrelated.job_id, "the session's other jobs were polled on"
+
+
+NO_PROFILE_CLIENT = """
+import os, sys
+from clustrix import cluster
+
+@cluster(backend="local", workdir=sys.argv[1], name="no-profile")
+def work(x):
+    import time
+    time.sleep(3)
+    return x * 2
+
+print(work.submit(21).job_id, work.submit(4).job_id, flush=True)
+os._exit(0)
+"""
+
+
+def test_a_job_journaled_without_a_profile_is_found_where_it_went_after_a_default_appears(
+    local_profile, tmp_path, capsys
+):
+    # Before: attach, `clustrix result` and `clustrix cancel` resolved such a job against whatever
+    # default the config had later: here a Slurm profile, whose slurm_conf is no key of the local
+    # backend the job went to (ConfigError); with keys in common, the job was looked for there.
+    workdir = tmp_path / "decorated-jobs"
+    out = subprocess.run(
+        [sys.executable, "-c", NO_PROFILE_CLIENT, str(workdir)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.split()
+    assert {r["profile"] for r in read_jobs()} == {None}
+    config = Path(os.environ["CLUSTRIX_CONFIG"])
+    config.write_text(f'default = "elsewhere"\n{config.read_text()}')
+    local_profile("elsewhere", backend="slurm", slurm_conf="/nonexistent/slurm.conf")
+    assert main(["result", first]) == 0
+    assert capsys.readouterr().out.strip() == "42"
+    assert clustrix.attach(second).result(timeout=60) == 8

@@ -16,6 +16,17 @@ from clustrix.resources import Resources
 
 if TYPE_CHECKING:
     from clustrix.job import ClusterFuture
+    from clustrix.session import ClusterSession
+
+
+def journaled_session(record: dict) -> ClusterSession:
+    """The session of the cluster a journaled job went to: its profile (none if it had none, whatever
+    the default is now) with the settings it was submitted with."""
+    from clustrix.profiles import resolve
+    from clustrix.session import get_session
+
+    config, _ = resolve(record["profile"], record.get("cluster") or {}, default=False)
+    return get_session(config)
 
 
 def attach(job_id: str) -> ClusterFuture:
@@ -23,8 +34,6 @@ def attach(job_id: str) -> ClusterFuture:
     # Imported here: ``clustrix`` exports this function, and the journal, profiles and sessions
     # (plugins, asyncio, structlog) are not for ``import clustrix`` to load.
     from clustrix.journal import journal_path, read_jobs
-    from clustrix.profiles import resolve
-    from clustrix.session import get_session
 
     records = [r for r in read_jobs() if job_id in (r["job_id"], r["key"])]
     if not records:
@@ -35,8 +44,7 @@ def attach(job_id: str) -> ClusterFuture:
     record = records[0]
     if "result_key" not in record:
         raise ConfigError(f"job {job_id} was journaled by a clustrix too old to re-attach to")
-    config, _ = resolve(record["profile"], record["cluster"])
-    return get_session(config).attach(
+    return journaled_session(record).attach(
         job_id=record["job_id"],
         key=record["key"],
         directory=record["directory"],

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import codecs
 import datetime
+import json
 import sys
 import time
 from collections.abc import Sequence
 
 from clustrix import plugins, runner
-from clustrix.attach import attach
+from clustrix.attach import attach, journaled_session
 from clustrix.config import load_files
 from clustrix.errors import ClustrixError
 from clustrix.journal import journal_path, read_jobs
@@ -21,9 +22,9 @@ from clustrix.session import ClusterSession, get_session
 FOLLOW_INTERVAL = 1.0
 
 
-def _session_for(profile: str | None, cluster: dict | None = None):
-    """The session of a profile, or of a journaled job (its cluster as it was configured then)."""
-    config, _ = resolve(profile, cluster or {})
+def _session_for(profile: str | None):
+    """The session of a profile (None: the default one)."""
+    config, _ = resolve(profile, {})
     return get_session(config)
 
 
@@ -85,14 +86,17 @@ def _jobs_table(everything: bool) -> str:
     records = read_jobs()
     if not everything:
         records = [r for r in records if r["state"] is None]
-    by_profile: dict[str | None, list[dict]] = {}
+    # One poll per cluster the jobs went to (a profile, with the settings they were submitted with).
+    by_cluster: dict[str, list[dict]] = {}
     for record in records:
-        by_profile.setdefault(record["profile"], []).append(record)
+        cluster = json.dumps([record["profile"], record.get("cluster")], sort_keys=True, default=str)
+        by_cluster.setdefault(cluster, []).append(record)
     lines = [f"{'JOB ID':34} {'NAME':20} {'PROFILE':14} {'STATE':14} SUBMITTED"]
-    for profile, group in by_profile.items():
+    for group in by_cluster.values():
+        profile = group[0]["profile"]
         unfinished = [r["job_id"] for r in group if r["state"] is None]
         try:
-            live = _session_for(profile).backend.poll(unfinished) if unfinished else {}
+            live = journaled_session(group[0]).backend.poll(unfinished) if unfinished else {}
         except ClustrixError as exc:
             print(f"# {profile or '(no profile)'}: cannot ask the scheduler: {exc}", file=sys.stderr)
             live = {}
@@ -104,7 +108,7 @@ def _jobs_table(everything: bool) -> str:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     for record in _find(args.job_ids):
-        _session_for(record["profile"], record.get("cluster")).backend.cancel([record["job_id"]])
+        journaled_session(record).backend.cancel([record["job_id"]])
         print(f"cancelled {record['job_id']}")
     return 0
 
@@ -112,7 +116,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     name = runner.STDERR_FILE if args.stderr else runner.STDOUT_FILE
     for record in _find([args.job_id]):
-        session = _session_for(record["profile"], record.get("cluster"))
+        session = journaled_session(record)
         if args.follow:
             return _follow(session, record, name)
         try:

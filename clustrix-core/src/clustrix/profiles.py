@@ -51,10 +51,16 @@ _JOB_CONVERTERS = {
 }
 
 
-def resolve(profile: str | None, overrides: Mapping[str, Any]) -> tuple[ClusterConfig, dict[str, Any]]:
-    """Return the cluster to use and the job-level settings, profile first, then overrides."""
+def resolve(
+    profile: str | None, overrides: Mapping[str, Any], *, default: bool = True
+) -> tuple[ClusterConfig, dict[str, Any]]:
+    """Return the cluster to use and the job-level settings, profile first, then overrides.
+
+    No ``profile`` means ``$CLUSTRIX_PROFILE`` or the config's default, unless ``default`` is
+    false: then none (a journaled job that had none must not go where a later default points).
+    """
     files = load_files()
-    name = profile or os.environ.get("CLUSTRIX_PROFILE") or files.default
+    name = profile or (os.environ.get("CLUSTRIX_PROFILE") or files.default if default else None)
     if name is not None and name not in files.profiles:
         where = ", ".join(map(str, files.sources)) or "no config file found"
         known = ", ".join(sorted(files.profiles)) or "none"
