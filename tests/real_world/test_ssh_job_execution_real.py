@@ -775,17 +775,28 @@ def test_a_workdir_others_could_write_to_is_refused_on_the_real_host(cluster_pro
     home = Path(user.pw_dir)
     open_dir, link = home / f"cx-open-{tag}", home / f"cx-link-{tag}"
     foreign = Path(f"/tmp/cx-foreign-{tag}")
+    # A symlink another user owns on the way to the user's own home (they could repoint it), and
+    # a sticky directory everyone may write to (others could plant entries under guessable names).
+    foreign_link, sticky = Path(f"/tmp/cx-foreign-link-{tag}"), home / f"cx-sticky-{tag}"
+    nobody = pwd.getpwnam("nobody").pw_uid
     open_dir.mkdir(mode=0o700)
     os.chown(open_dir, user.pw_uid, user.pw_gid)
     open_dir.chmod(0o777)
     link.symlink_to(home)
     os.lchown(link, user.pw_uid, user.pw_gid)
     foreign.mkdir(mode=0o755)
-    os.chown(foreign, pwd.getpwnam("nobody").pw_uid, -1)
+    os.chown(foreign, nobody, -1)
+    foreign_link.symlink_to(home)
+    os.lchown(foreign_link, nobody, -1)
+    sticky.mkdir()
+    os.chown(sticky, user.pw_uid, user.pw_gid)
+    sticky.chmod(0o1777)
     cases = {
         str(open_dir / "jobs"): f"{open_dir} is writable by group or others \\(mode 777\\)",
         str(link): f"{link} is a symbolic link",
         str(foreign / "jobs"): f"{foreign} belongs to another user",
+        str(foreign_link / f"cx-jobs-{tag}"): f"{foreign_link} belongs to another user \\(uid {nobody}\\)",
+        str(sticky): f"{sticky} is writable by group or others \\(mode 1777\\)",
     }
     try:
         for number, (workdir, words) in enumerate(cases.items()):
@@ -793,8 +804,15 @@ def test_a_workdir_others_could_write_to_is_refused_on_the_real_host(cluster_pro
             with pytest.raises(ConfigError, match=words):
                 cluster(profile=name)(add)(1, 2)
         assert list(open_dir.iterdir()) == [] and list(foreign.iterdir()) == [], "nothing was staged"
+        assert list(sticky.iterdir()) == [] and not (home / f"cx-jobs-{tag}").exists(), "nothing was staged"
         assert cluster(profile=profile)(add)(1, 2) == 3, "the profile's own workdir is fine"
+        # Through a symlink the user owns, to a directory of theirs: fine.
+        name = use_variant(tmp_path, monkeypatch, profile, "own-link", workdir=str(link / f"cx-jobs-{tag}"))
+        assert cluster(profile=name)(add)(2, 2) == 4
     finally:
         shutil.rmtree(open_dir, ignore_errors=True)
         link.unlink()
+        foreign_link.unlink()
         shutil.rmtree(foreign, ignore_errors=True)
+        shutil.rmtree(sticky, ignore_errors=True)
+        shutil.rmtree(home / f"cx-jobs-{tag}", ignore_errors=True)

@@ -43,22 +43,34 @@ OUTPUT_CAPTURE_BYTES = 1024**2
 _RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
 
 # The call file is authenticated with a key kept beside it, so only the directories' modes keep
-# another user from swapping in a call of their own: the workdir must not be a symlink, and it and
-# every existing parent must belong to this user or root and be writable by no one else (a sticky
-# directory such as /tmp excepted). Prints the first offending directory and why.
+# another user from swapping in a call of their own. The workdir must not be a symlink, and no
+# other user may write to it, sticky or not (they could plant entries under guessable names). Up
+# to the root, every existing level must belong to this user or root and be writable by no one
+# else (a sticky directory such as /tmp excepted: there others cannot rename what is ours); a
+# level that is a symlink must belong to this user or root too (another's could be repointed),
+# and the path it leads to is checked the same way. Prints the first offending level and why.
 _PRIVATE_WORKDIR = """
-p=$1; me=$(id -u)
-if [ -L "$p" ]; then echo "symlink $p"; exit 3; fi
-while :; do
-  if [ -e "$p" ]; then
-    set -- $(stat -L -c '%u %a' "$p") || exit 4
-    if [ "$1" != "$me" ] && [ "$1" != 0 ]; then echo "owner $p $1"; exit 3; fi
-    m=$((0$2))
-    if [ $((m & 18)) -ne 0 ] && [ $((m & 512)) -eq 0 ]; then echo "writable $p $2"; exit 3; fi
-  fi
-  [ "$p" = / ] && exit 0
-  p=$(dirname "$p")
+me=$(id -u)
+if [ -L "$1" ]; then echo "symlink $1"; exit 3; fi
+top=$1
+for p in "$1" "$(readlink -m -- "$1")"; do
+  while :; do
+    if [ -L "$p" ]; then
+      o=$(stat -c %u -- "$p") || exit 4
+      if [ "$o" != "$me" ] && [ "$o" != 0 ]; then echo "owner $p $o"; exit 3; fi
+    elif [ -e "$p" ]; then
+      set -- $(stat -c '%u %a' -- "$p") || exit 4
+      if [ "$1" != "$me" ] && [ "$1" != 0 ]; then echo "owner $p $1"; exit 3; fi
+      m=$((0$2))
+      if [ $((m & 18)) -ne 0 ] && { [ $((m & 512)) -eq 0 ] || [ "$p" = "$top" ]; }; then
+        echo "writable $p $2"; exit 3
+      fi
+    fi
+    [ "$p" = / ] && break
+    p=$(dirname -- "$p")
+  done
 done
+exit 0
 """
 
 
