@@ -11,6 +11,7 @@ must not come out group-writable).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -182,3 +183,62 @@ def test_a_job_journaled_without_a_profile_is_found_where_it_went_after_a_defaul
     assert main(["result", first]) == 0
     assert capsys.readouterr().out.strip() == "42"
     assert clustrix.attach(second).result(timeout=60) == 8
+
+
+MAP_CLIENT = """
+import os, sys
+from clustrix import cluster
+
+@cluster(profile=sys.argv[1], cores=1)
+def work(x):
+    import time
+    time.sleep(1)
+    return x * 2
+
+print(" ".join(f.job_id for f in work.map([1, 2, 3])), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_rewritten_batch_record_cannot_make_attach_remove_or_cancel_anything_else(local_profile, tmp_path):
+    # Before: attach followed the dead client's batch.json as written, and removed its `directory`
+    # once the calls ended: here an unrelated directory of the user's.
+    name = local_profile()
+    out = subprocess.run([sys.executable, "-c", MAP_CLIENT, name], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    calls = out.stdout.split()
+    records = list(local_profile.workdir.glob("workers-*/batch.json"))
+    assert len(records) == 1
+    # A directory of the user's that lists like a finished batch (what any other batch directory does).
+    precious = tmp_path / "precious"
+    (precious / "ended").mkdir(parents=True)
+    for index in range(3):
+        (precious / "ended" / f"{index}.COMPLETED.0").touch()
+    (precious / "thesis.tex").write_text("years of work")
+    record = json.loads(records[0].read_text())
+    records[0].write_text(json.dumps({**record, "directory": str(precious), "tasks": ["1", "2"]}))
+    # Ignored, the record cannot say the calls still run: attach once they ended, their results decide.
+    wait_for(lambda: len(list(local_profile.workdir.glob("*/result.pkl"))) == 3, 60, "the calls to end")
+    assert [clustrix.attach(call).result(timeout=60) for call in calls] == [2, 4, 6]
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_files_are_written_through_no_planted_symlink(tmp_path):
+    # Before: write_files (and the runner's own writes) opened `<path>.tmp` as it was, following a
+    # symlink planted there into a file of the planter's choosing.
+    from clustrix.config import ClusterConfig
+    from clustrix.runner import _write_atomic
+    from clustrix.transport import LocalTransport
+
+    victim = tmp_path / "victim"
+    victim.write_text("intact")
+    transport = LocalTransport(ClusterConfig(None, "local", "local"))
+    for name, write in [
+        ("payload.pkl", lambda path: transport.write_files({str(path): b"call"})),
+        ("result.pkl", lambda path: _write_atomic(str(path), b"result")),
+    ]:
+        target = tmp_path / name
+        (tmp_path / f"{name}.tmp").symlink_to(victim)
+        write(target)
+        assert victim.read_text() == "intact"
+        assert target.read_bytes() in (b"call", b"result") and not target.is_symlink()

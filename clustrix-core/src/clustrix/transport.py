@@ -158,7 +158,10 @@ class LocalTransport(Transport):
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
         for path, data in files.items():
             tmp = f"{path}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            # Created afresh, never through what is there: a planted symlink would send the bytes elsewhere.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)

@@ -40,6 +40,8 @@ WORKER_OUTPUT_TAIL = 2000
 
 SEPARATOR = "#"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]-]")
+# A worker task's id as a backend names it (a scheduler's id, or the process backends' batch:worker).
+_TASK = re.compile(r"[A-Za-z0-9_.\[\]:@-]+")
 NO_WORKER_RAN = "no worker ran it"
 
 # Each batch's files, one ``@ DIR`` line then ``KIND NAME`` lines; a missing directory lists nothing.
@@ -449,7 +451,17 @@ class WorkerPool:
             data = self.backend.transport.read_file(f"{record_directory(self.backend.workdir, prefix)}/batch.json")
         except FileNotFoundError:
             return
-        batch = WorkerBatch.from_record(data)
+        try:
+            batch = WorkerBatch.from_record(data)
+        except (ValueError, TypeError) as exc:
+            self.log.error("ignoring an unreadable worker batch record", prefix=prefix, error=str(exc))
+            return
+        # The record decides what this client removes and cancels: it must be the record of this
+        # batch, of a directory this client would have made.
+        expected = re.fullmatch(rf"{re.escape(self.backend.workdir)}/batch-[0-9a-f]{{32}}", batch.directory)
+        if batch.prefix != prefix or not expected or not all(_TASK.fullmatch(t) for t in batch.tasks):
+            self.log.error("ignoring a worker batch record that is not this batch's", prefix=prefix)
+            return
         with self.lock:
             if prefix in self._batches:
                 return
