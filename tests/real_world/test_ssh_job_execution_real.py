@@ -764,6 +764,26 @@ def add(x: int, y: int) -> int:
 # -- a workdir someone else could write to ---------------------------------------------------------
 
 
+def test_files_are_written_on_the_host_through_no_planted_symlink(cluster_profile):
+    # A leftover `<file>.tmp` that is a symlink (planted, or a crash's): the transport creates the
+    # temporary file afresh and the symlink's target keeps its bytes.
+    fn = cluster(profile=cluster_profile("ssh-local"))(add)
+    transport = fn.session().transport
+    home = transport.home()
+    tag = uuid.uuid4().hex[:8]
+    victim, target = f"{home}/cx-victim-{tag}", f"{home}/cx-target-{tag}"
+    try:
+        transport.run(["sh", "-c", 'echo intact > "$1" && ln -s "$1" "$2.tmp"', "sh", victim, target]).check(
+            ConfigError, "planting"
+        )
+        transport.write_files({target: b"written"})
+        assert transport.read_file(victim) == b"intact\n"
+        assert transport.read_file(target) == b"written"
+        assert transport.run(["test", "-L", target]).returncode == 1, "the file itself is no symlink"
+    finally:
+        transport.run(["rm", "-f", victim, target, f"{target}.tmp"])
+
+
 def test_a_workdir_others_could_write_to_is_refused_on_the_real_host(cluster_profile, tmp_path, monkeypatch):
     """ssh-local is this machine as the test user: the test (root) prepares each hostile workdir there."""
     import pwd

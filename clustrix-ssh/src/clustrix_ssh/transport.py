@@ -430,7 +430,14 @@ class SSHTransport(Transport):
         def write(sftp: paramiko.SFTPClient) -> None:
             for path, data in files.items():
                 tmp = f"{path}.tmp"
-                with sftp.open(tmp, "wb") as f:
+                try:
+                    # Created afresh (O_EXCL), never through what is there: a planted symlink
+                    # would send the bytes elsewhere.
+                    handle = sftp.open(tmp, "wbx")
+                except OSError:
+                    sftp.remove(tmp)
+                    handle = sftp.open(tmp, "wbx")
+                with handle as f:
                     # The mode is set while the file is still empty, before any byte is in it.
                     f.chmod(mode)
                     f.set_pipelined(True)
