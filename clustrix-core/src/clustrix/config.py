@@ -81,11 +81,14 @@ CLUSTER_KEYS: Mapping[str, Callable[[Any], Any]] = {
     "max_result_bytes": convert.whole_number("max_result_bytes"),
 }
 JOB_KEYS = RESOURCE_KEYS | {"env", "setup", "python", "name", "parallel", "gather", "max_requeues", "checkpoint_notice"}
-# What a project's ./clustrix.toml may change in a profile of the user's own: what jobs ask for and
-# how often to poll. Where jobs go and with which credentials (host, user, workdir, backend,
-# transport and every plugin key: ports, keys, known_hosts, kubeconfig, ...) stay the user's,
-# unless the user's file says ``trust_project_profiles = true``.
-PROJECT_OVERRIDABLE = JOB_KEYS | {
+# What a project's ./clustrix.toml (a repository someone cloned) may change in a profile of the
+# user's own: the resources jobs ask for and how often to poll. Where jobs go and with which
+# credentials (host, user, workdir, backend, transport and every plugin key: ports, keys,
+# known_hosts, kubeconfig, ...), and what runs as the user there (setup and extra lines, the
+# interpreter, the environment) stay the user's; nor may it set the default or add profiles
+# (a profile of its own would choose the host that the user's ssh password or 1Password
+# references are offered to). Unless the user's file says ``trust_project_profiles = true``.
+PROJECT_OVERRIDABLE = (JOB_KEYS - {"env", "setup", "python", "extra"}) | {
     "cleanup",
     "poll_interval",
     "poll_interval_max",
@@ -103,8 +106,12 @@ class ConfigFiles:
     sources: tuple[Path, ...]
     # Which file set each key of each profile.
     origins: Mapping[str, Mapping[str, Path]] = attrs.field(factory=dict)
-    # Keys a project file tried to set in a user's profile and was not allowed to, by profile.
+    # What an untrusted project file tried and was not allowed: keys of a user's profile, or a
+    # whole profile of its own, by profile name; and the default it named.
     refused: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    refused_default: str | None = None
+    # The project file, if one was read (what refused entries came from).
+    project: Path | None = None
 
 
 def config_paths() -> list[Path]:
@@ -122,7 +129,7 @@ def load_files() -> ConfigFiles:
     profiles: dict[str, Mapping[str, Any]] = {}
     origins: dict[str, dict[str, Path]] = {}
     refused: dict[str, tuple[str, ...]] = {}
-    default = None
+    default = refused_default = None
     trust_project = False
     paths = config_paths()
     project = None if os.environ.get("CLUSTRIX_CONFIG") else Path.cwd() / "clustrix.toml"
@@ -143,11 +150,17 @@ def load_files() -> ConfigFiles:
             raise ConfigError(f"{path}: default must be a profile's name, not {data['default']!r}")
         if not isinstance(data.get("profiles", {}), dict):
             raise ConfigError(f"{path}: profiles must be a table of [profiles.NAME] tables")
-        default = data.get("default", default)
+        untrusted = is_project and not trust_project
+        if untrusted and "default" in data:
+            refused_default = data["default"]
+        else:
+            default = data.get("default", default)
         for name, table in data.get("profiles", {}).items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{path}: profiles.{name} must be a table")
-            if is_project and name in profiles and not trust_project:
+            if untrusted and name not in profiles:
+                refused[name] = tuple(sorted(table))
+            elif untrusted:
                 refused[name] = tuple(sorted(k for k in table if k not in PROJECT_OVERRIDABLE))
                 table = {k: v for k, v in table.items() if k in PROJECT_OVERRIDABLE}
                 profiles[name] = {**profiles[name], **table}
@@ -155,4 +168,12 @@ def load_files() -> ConfigFiles:
             else:
                 profiles[name] = table
                 origins[name] = dict.fromkeys(table, path)
-    return ConfigFiles(profiles=profiles, default=default, sources=tuple(paths), origins=origins, refused=refused)
+    return ConfigFiles(
+        profiles=profiles,
+        default=default,
+        sources=tuple(paths),
+        origins=origins,
+        refused={name: keys for name, keys in refused.items() if keys},
+        refused_default=refused_default,
+        project=project if project in paths else None,
+    )

@@ -62,10 +62,15 @@ def resolve(
     files = load_files()
     name = profile or (os.environ.get("CLUSTRIX_PROFILE") or files.default if default else None)
     if name is not None and name not in files.profiles:
+        if name in files.refused:
+            raise ConfigError(
+                f"profile {name!r} is defined only in the project file {files.project}, which may not add "
+                "profiles: copy it into your own config, or say trust_project_profiles = true there"
+            )
         where = ", ".join(map(str, files.sources)) or "no config file found"
         known = ", ".join(sorted(files.profiles)) or "none"
         raise ConfigError(f"unknown profile {name!r} (known: {known}; read: {where})")
-    if files.refused.get(name):
+    if name in files.profiles and files.refused.get(name):
         get_logger().warning(
             "project file may not change where this profile's jobs go",
             profile=name,
