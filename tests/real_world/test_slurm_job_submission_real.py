@@ -74,6 +74,31 @@ def test_add_returns_42(slurm):
     assert cluster(profile=slurm)(add)(10, 32) == 42
 
 
+class Payload:
+    """An argument the test can tell is still referenced (a weakref)."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+
+def payload_size(payload: Payload) -> int:
+    return len(payload.data)
+
+
+def test_a_finished_call_leaves_its_function_and_arguments_to_the_caller(slurm):
+    # Before: the batch base kept every job's spec (function and arguments) for the session's life.
+    import gc
+    import weakref
+
+    payloads = [Payload(1024**2) for _ in range(3)]
+    refs = [weakref.ref(p) for p in payloads]
+    futures = [cluster(profile=slurm)(payload_size).submit(p) for p in payloads]
+    assert [f.result(timeout=120) for f in futures] == [1024**2] * 3
+    del payloads, futures
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 3, "the session holds nothing of a call its caller let go"
+
+
 def test_slurm_environment_inside_the_job(slurm):
     fn = cluster(profile=slurm, cores=2)(slurm_env)
     future = fn.submit()

@@ -47,6 +47,7 @@ from clustrix import workers
 from clustrix.backend import Backend, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.log import get_logger
+from clustrix.resources import Resources
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
 from clustrix.transport import CommandResult
@@ -90,8 +91,9 @@ class BatchBackend(Backend):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lock = threading.Lock()
-        # Each submitted job's (or array's) spec, by base id: what it asked for explains how it ended.
-        self._specs: dict[str, JobSpec] = {}
+        # Each submitted job's (or array's) resources, by base id: what it asked for explains how it
+        # ended. Not its spec: that holds the function and its arguments, for the session's life.
+        self._resources: dict[str, Resources] = {}
         # Batch directories (array scripts, tasks files, the scheduler's own output) and their
         # unfinished job ids; each is cleaned by the profile's policy once all of its jobs have ended.
         self._batches = Leftovers()
@@ -188,10 +190,10 @@ class BatchBackend(Backend):
         result = self.run(self.check_command()).check(BackendUnavailableError, f"asking {self.scheduler}")
         return (result.stdout.strip() or f"{self.scheduler} answers").splitlines()[-1]
 
-    def spec_of(self, job_id: str) -> JobSpec | None:
-        """What the job (or its array) was submitted with, when this client submitted it."""
+    def resources_of(self, job_id: str) -> Resources | None:
+        """What the job (or its array) asked for, when this client submitted it."""
         with self.lock:
-            return self._specs.get(self.base_id(job_id))
+            return self._resources.get(self.base_id(job_id))
 
     def scheduler_job(self, job_id: str) -> str:
         """The scheduler's id for what runs ``job_id``.
@@ -397,7 +399,7 @@ class BatchBackend(Backend):
         after = {upstream for job in jobs for upstream in job.after}
         waits = after if not self.has_afterok else {upstream for upstream in after if workers.is_call_id(upstream)}
         with self.lock:
-            self._specs[self.base_id(job_id)] = spec
+            self._resources[self.base_id(job_id)] = spec.resources
             if waits:
                 self._held[self.base_id(job_id)] = waits
         return job_id

@@ -42,6 +42,8 @@ class Monitor:
         self._jobs: dict[str, Job] = {}
         self._wake = threading.Condition()
         self._woken = False
+        # Since when polls have failed (None: the last one answered).
+        self._failing_since: float | None = None
         self._thread: threading.Thread | None = None
         self._collectors = concurrent.futures.ThreadPoolExecutor(
             COLLECTORS, thread_name_prefix=f"clustrix-collect[{self.config.label}]"
@@ -66,35 +68,41 @@ class Monitor:
 
     def _run(self) -> None:
         interval = self.config.poll_interval
-        failing_since: float | None = None
         while True:
             with self._wake:
                 while not self._jobs:
                     self._wake.wait()
                 self._woken = False
-                jobs = list(self._jobs.values())
-            try:
-                statuses = self.session.backend.poll(list(dict.fromkeys(job.job_id for job in jobs)))
-                self.polls += 1
-                failing_since = None
-            except Exception as exc:  # noqa: BLE001 - see the module docstring
-                failing_since = failing_since or time.monotonic()
-                self._log.warning("poll failed", error=f"{type(exc).__name__}: {exc}", jobs=len(jobs))
-                if time.monotonic() - failing_since > self.config.poll_failure_timeout:
-                    self._give_up(jobs, exc)
-                    failing_since = None
-                statuses = {}
-            changed = False
-            for job in jobs:
-                status = statuses.get(job.job_id)
-                if status is not None:
-                    changed |= self._handle(job, status)
+            changed = self._poll_once()
             interval = self.config.poll_interval if changed else min(interval * BACKOFF, self.config.poll_interval_max)
             with self._wake:
                 if not self._woken:
                     self._wake.wait(timeout=interval)
                 if self._woken:
                     interval = self.config.poll_interval
+
+    def _poll_once(self) -> bool:
+        """Poll every watched job once; True when a state changed. A frame of its own: the jobs
+        polled are not kept alive (with their functions and arguments) while the monitor waits."""
+        with self._wake:
+            jobs = list(self._jobs.values())
+        try:
+            statuses = self.session.backend.poll(list(dict.fromkeys(job.job_id for job in jobs)))
+            self.polls += 1
+            self._failing_since = None
+        except Exception as exc:  # noqa: BLE001 - see the module docstring
+            self._failing_since = self._failing_since or time.monotonic()
+            self._log.warning("poll failed", error=f"{type(exc).__name__}: {exc}", jobs=len(jobs))
+            if time.monotonic() - self._failing_since > self.config.poll_failure_timeout:
+                self._give_up(jobs, exc)
+                self._failing_since = None
+            statuses = {}
+        changed = False
+        for job in jobs:
+            status = statuses.get(job.job_id)
+            if status is not None:
+                changed |= self._handle(job, status)
+        return changed
 
     def _handle(self, job: Job, status: JobStatus) -> bool:
         """Record one job's status and hand it to a collector if it ended; True when its state changed."""

@@ -428,7 +428,7 @@ class PbsBackend(BatchBackend):
         for job_id, record in ended.items():
             if job_id in needs_own and job_id not in own:
                 continue  # not ours to judge (no directories known): UNKNOWN, the core reads the runner's record
-            spec = self.spec_of(job_id)
+            resources = self.resources_of(job_id)
             with self.lock:
                 cancelled = job_id in self._cancelled
             found[job_id] = parse.final_status(
@@ -436,7 +436,7 @@ class PbsBackend(BatchBackend):
                 dialect,
                 own.get(job_id, parse.JobRecord()),
                 cancelled=cancelled,
-                memory_limited=spec is not None and spec.resources.memory is not None,
+                memory_limited=resources is not None and resources.memory is not None,
             )
         return found
 

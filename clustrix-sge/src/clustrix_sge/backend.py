@@ -316,8 +316,8 @@ class SgeBackend(BatchBackend):
                 cancelled = self._was_cancelled(job_id)
                 doomed = self._doomed.get(parse.job_number(job_id))
             if record is not None:
-                spec = self.spec_of(job_id)
-                time_limit, memory = (spec.resources.time, spec.resources.memory) if spec else (None, None)
+                resources = self.resources_of(job_id)
+                time_limit, memory = (resources.time, resources.memory) if resources else (None, None)
                 found[job_id] = parse.accounted_status(record, time_limit, memory, cancelled)
             elif cancelled:
                 found[job_id] = JobStatus(
@@ -338,10 +338,10 @@ class SgeBackend(BatchBackend):
         says OUT_OF_MEMORY too. Read from the call's stderr, for jobs of one call that asked for memory."""
         candidates = {}
         for job_id, status in found.items():
-            spec = self.spec_of(job_id)
+            resources = self.resources_of(job_id)
             with self.lock:
                 directories = self._directories.get(job_id, [])
-            memory_asked = spec is not None and spec.resources.memory is not None
+            memory_asked = resources is not None and resources.memory is not None
             if status.state is JobState.FAILED and status.exit_code == 1 and memory_asked and len(directories) == 1:
                 candidates[f"{directories[0]}/stderr"] = job_id
         if not candidates:
@@ -402,8 +402,8 @@ class SgeBackend(BatchBackend):
         record = self.accounting_record(job_id, wait)
         if record is None:
             return None
-        spec = self.spec_of(job_id)
-        time_limit, memory = (spec.resources.time, spec.resources.memory) if spec else (None, None)
+        resources = self.resources_of(job_id)
+        time_limit, memory = (resources.time, resources.memory) if resources else (None, None)
         slots = int(record.get("slots") or 1)
         limits = parse.requests(parse.category(record.get("category", "")).get("-l", ""))
 

@@ -218,8 +218,8 @@ class SlurmBackend(BatchBackend):
         return ",".join(sorted({parse.base_id(job_id) for job_id in job_ids}, key=int))
 
     def _memory_limit(self, job_id: str) -> bool:
-        spec = self.spec_of(job_id)
-        return spec is not None and spec.resources.memory is not None
+        resources = self.resources_of(job_id)
+        return resources is not None and resources.memory is not None
 
     def _sacct(self, job_ids: Sequence[str]) -> tuple[dict[str, JobStatus], dict[str, JobStatus]]:
         """Each job's status from its own line or its pending array's; apart, the tasks only
