@@ -49,7 +49,7 @@ class RecordingTransport(Transport):
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
         self.files.update(files)
 
-    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None, start: int = 0) -> bytes:
         raise FileNotFoundError(path)
 
     def remove_tree(self, path: str) -> None:

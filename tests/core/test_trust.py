@@ -242,3 +242,34 @@ def test_files_are_written_through_no_planted_symlink(tmp_path):
         write(target)
         assert victim.read_text() == "intact"
         assert target.read_bytes() in (b"call", b"result") and not target.is_symlink()
+
+
+def test_logs_follow_reads_only_what_was_added(local_profile, capsys):
+    # Before: every second it read the whole file again (quadratic in a long job's output).
+    name = local_profile(cleanup="never")
+
+    def ticker(n: int) -> int:
+        for i in range(n):
+            print(f"line {i}", flush=True)
+            time.sleep(1.2)
+        return n
+
+    future = cluster(profile=name)(ticker).submit(4)
+    session = future.job.session
+    read = []
+    real_read = session.transport.read_file
+
+    def counting_read(path, *args, **kwargs):
+        data = real_read(path, *args, **kwargs)
+        if path.endswith("/stdout"):
+            read.append(len(data))
+        return data
+
+    session.transport.read_file = counting_read
+    try:
+        assert main(["logs", "-f", future.job_id]) == 0
+    finally:
+        del session.transport.read_file
+    out = capsys.readouterr().out
+    assert out == "".join(f"line {i}\n" for i in range(4))
+    assert sum(read) == len(out.encode()) and len([n for n in read if n]) >= 2, read

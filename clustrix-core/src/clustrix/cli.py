@@ -142,8 +142,8 @@ def _follow(session: ClusterSession, record: dict, name: str) -> int:
             # Asked before reading: once the job has ended, this read has everything it wrote.
             ended = record["state"] is not None or _ended(session, record["job_id"])
             try:
-                # The whole file each time: reading from an offset is no transport's operation.
-                data = session.transport.read_file(path)
+                # Only what was added since the last read.
+                data = session.transport.read_file(path, start=offset)
             except FileNotFoundError:
                 # Not started yet; or ended, and cleaned by the client that collected it.
                 if ended and not offset:
@@ -155,9 +155,9 @@ def _follow(session: ClusterSession, record: dict, name: str) -> int:
                     )
                     return 0
                 data = b""
-            sys.stdout.write(decoder.decode(data[offset:], final=ended))
+            sys.stdout.write(decoder.decode(data, final=ended))
             sys.stdout.flush()
-            offset = max(offset, len(data))
+            offset += len(data)
             if ended:
                 return 0
             time.sleep(FOLLOW_INTERVAL)

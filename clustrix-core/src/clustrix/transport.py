@@ -92,8 +92,8 @@ class Transport(abc.ABC):
         """Write each file atomically with ``mode``; their directories exist."""
 
     @abc.abstractmethod
-    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
-        """The file's bytes, or only its last ``tail`` bytes; FileNotFoundError when absent.
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None, start: int = 0) -> bytes:
+        """The file's bytes from byte ``start``, or only its last ``tail`` bytes; FileNotFoundError when absent.
 
         With ``max_size``, a larger file is not read: ResultTooLargeError.
         """
@@ -166,12 +166,11 @@ class LocalTransport(Transport):
                 f.write(data)
             os.replace(tmp, path)
 
-    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None, start: int = 0) -> bytes:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             too_large(path, size, max_size)
-            if tail is not None:
-                f.seek(max(0, size - tail))
+            f.seek(max(0, size - tail) if tail is not None else start)
             return f.read()
 
     def remove_tree(self, path: str) -> None:

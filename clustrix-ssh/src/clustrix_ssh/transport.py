@@ -446,13 +446,12 @@ class SSHTransport(Transport):
 
         self._link.sftp(write, f"writing {len(files)} file(s)")
 
-    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None) -> bytes:
+    def read_file(self, path: str, tail: int | None = None, max_size: int | None = None, start: int = 0) -> bytes:
         def read(sftp: paramiko.SFTPClient) -> bytes:
             with sftp.open(path, "rb") as f:
                 size = f.stat().st_size or 0
                 too_large(path, size, max_size)
-                if tail is not None:
-                    f.seek(max(0, size - tail))
+                f.seek(max(0, size - tail) if tail is not None else start)
                 return f.read()
 
         return self._link.sftp(read, f"reading {path}")
