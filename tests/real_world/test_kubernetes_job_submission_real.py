@@ -135,6 +135,26 @@ def test_add_returns_42(k8s):
     assert cluster(profile=k8s)(add)(10, 32) == 42
 
 
+def test_a_failure_while_cleaning_up_still_ends_the_job(k8s, api):
+    # Before: an unexpected error deleting the Job after its log was read left the job
+    # "collecting" for ever, and its future never resolved.
+    fn = cluster(profile=k8s)(add)
+    backend = fn.session().backend
+    real_delete = backend._delete
+
+    def failing_delete(name, propagation):
+        raise RuntimeError("the API server hiccuped")
+
+    backend._delete = failing_delete
+    try:
+        future = fn.submit(1, 2)
+        assert future.result(timeout=120) == 3
+    finally:
+        backend._delete = real_delete
+    # The Job the failed delete left is still named; the fixture's cancel ends it.
+    real_delete(future.job_id, "Background")
+
+
 def pod_environment() -> dict:
     sa = Path("/var/run/secrets/kubernetes.io/serviceaccount")
     return {

@@ -525,6 +525,22 @@ class KubernetesBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must still end
             self._log.warning("could not read the job's log", job_id=name, error=f"{type(exc).__name__}: {exc}")
             final = attrs.evolve(final, reason=_join(final.reason, f"its log could not be read: {exc}"))
+        try:
+            self._clean_up(name, tracked, final)
+        except Exception as exc:  # noqa: BLE001 - the job must still end: what is left is only named
+            self._log.warning("could not delete the job's objects", job_id=name, error=f"{type(exc).__name__}: {exc}")
+        with self._lock:
+            tracked.status = final
+            tracked.collected = True
+            self._tracked.pop(name, None)
+            self._finished[name] = tracked
+            while len(self._finished) > REMEMBERED:
+                self._finished.popitem(last=False)
+            self._first_seen = {k: v for k, v in self._first_seen.items() if not k.startswith(f"{name}-")}
+        self._notify()
+
+    def _clean_up(self, name: str, tracked: Tracked, final: JobStatus) -> None:
+        """Delete the Job (and its pods) and its Secrets, as the delete_jobs policy says."""
         policy = self.settings.delete_jobs
         # A Job this client gave up on (its container cannot start, its pod cannot be placed) would
         # wait forever, holding what it asked of its node: it goes whatever the policy says.
@@ -542,15 +558,6 @@ class KubernetesBackend(Backend):
                     )
                     if code == 404:
                         break
-        with self._lock:
-            tracked.status = final
-            tracked.collected = True
-            self._tracked.pop(name, None)
-            self._finished[name] = tracked
-            while len(self._finished) > REMEMBERED:
-                self._finished.popitem(last=False)
-            self._first_seen = {k: v for k, v in self._first_seen.items() if not k.startswith(f"{name}-")}
-        self._notify()
 
     def _fetch_files(self, tracked: Tracked, final: JobStatus) -> JobStatus:
         pod = tracked.final_pod
