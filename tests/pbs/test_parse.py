@@ -271,3 +271,14 @@ def test_openpbs_subjob_deleted_while_queued_is_cancelled_not_completed():
     assert (record["Exit_status"], record["substate"], "exec_host" in record) == ("0", "92", False)
     status = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=False)
     assert (status.state, status.reason) == (JobState.CANCELLED, "ended before it ran: Subjob finished")
+
+
+def test_openpbs_job_deleted_as_it_started_reads_finished_so_only_the_cancel_tells():
+    # A qdel racing the job's start: the run's acknowledgement resets PBS's "terminated" flag.
+    record = openpbs("qstat-xf-json-deleted-at-start.txt")
+    assert (record["Exit_status"], record["substate"]) == ("0", "92")
+    cancelled = parse.final_status(record, "pro", JobRecord(), cancelled=True, memory_limited=False)
+    assert (cancelled.state, cancelled.reason) == (JobState.CANCELLED, "cancelled (qdel)")
+    # Unless its call had returned before the cancel reached it.
+    returned = parse.final_status(record, "pro", JobRecord(runner_returned=True), cancelled=True, memory_limited=False)
+    assert returned.state is JobState.COMPLETED

@@ -416,14 +416,48 @@ class PbsBackend(BatchBackend):
                 found[job_id] = live
             else:
                 ended[job_id] = record
+        # PBS Pro records a job finished a second or two after its script ended (the mom's epilogue,
+        # its obit to the server): a single job whose runner already returned is done now.
+        with self.lock:
+            ending = [
+                j
+                for j, status in found.items()
+                if dialect == parse.PRO and status.state is JobState.RUNNING and self._single(j)
+            ]
+        with self.lock:
+            # Own records where PBS keeps no exit status, and of jobs this client cancelled (whose
+            # exit status may read as a success: see parse.final_status).
+            needs_own = [
+                j
+                for j, record in ended.items()
+                if record is None or parse.exit_status(record) is None or j in self._cancelled
+            ]
+        own = self._own_records(needs_own + ending) if needs_own or ending else {}
+        for job_id in ending:
+            if job_id in own and own[job_id].runner_returned is True:
+                found[job_id] = JobStatus(
+                    JobState.COMPLETED,
+                    reason="the runner returned (PBS is still ending the job)",
+                    exit_code=0,
+                    nodes=found[job_id].nodes,
+                )
         if ended:
-            found.update(self._final(ended, dialect))
+            found.update(self._final(ended, dialect, needs_own, own))
         self._forget_finished(found)
         return found
 
-    def _final(self, ended: Mapping[str, dict[str, str] | None], dialect: str) -> dict[str, JobStatus]:
-        needs_own = [j for j, record in ended.items() if record is None or parse.exit_status(record) is None]
-        own = self._own_records(needs_own) if needs_own else {}
+    def _single(self, job_id: str) -> bool:
+        """Whether ``job_id`` is one job (no array task, no worker) whose directories are known (under the lock)."""
+        return job_id in self._dirs and job_id not in self._workers and parse.task_index(job_id) is None
+
+    def _final(
+        self,
+        ended: Mapping[str, dict[str, str] | None],
+        dialect: str,
+        needs_own: Sequence[str],
+        own: Mapping[str, parse.JobRecord],
+    ) -> dict[str, JobStatus]:
+        """How the ``ended`` jobs ended; ``own`` holds the records of those ``needs_own`` (no exit status kept)."""
         found = {}
         for job_id, record in ended.items():
             if job_id in needs_own and job_id not in own:

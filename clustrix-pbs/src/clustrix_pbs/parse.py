@@ -287,6 +287,10 @@ def final_status(
     if dialect == PRO and record.get("substate") == PRO_TERMINATED:
         # Deleted, by this client or anyone else: its exit status says nothing.
         return JobStatus(JobState.CANCELLED, reason=record.get("comment") or "deleted (qdel)", nodes=where)
+    if cancelled and own.runner_returned is not True:
+        # Deleted by this client before its call returned: PBS Pro may record it FINISHED with
+        # Exit_status 0 all the same (a qdel racing the job's start loses its "terminated").
+        return JobStatus(JobState.CANCELLED, reason="cancelled (qdel)", nodes=where)
     if dialect == PRO and record and "exec_host" not in record:
         # Never given a node: deleted while it waited (PBS Pro then records a subjob "finished"
         # with Exit_status 0; its stime is its array's).
@@ -311,8 +315,6 @@ def final_status(
         code = 0 if own.runner_returned else 1
         state = JobState.COMPLETED if own.runner_returned else JobState.FAILED
         return JobStatus(state, reason="exit status from the runner's own record", exit_code=code, nodes=where)
-    if cancelled:
-        return JobStatus(JobState.CANCELLED, reason="cancelled (qdel)", nodes=where)
     if not record or started(record) is None:
         return JobStatus(JobState.CANCELLED, reason="ended before it started (deleted by PBS or an admin)")
     if over_time:
