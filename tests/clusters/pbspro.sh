@@ -469,6 +469,13 @@ _pbspro_qmgr() { _pbspro_in_ns timeout 30 "$PBSPRO_BIN/qmgr" "$@"; }
 # _pbspro_configure: queue, node and server settings; `set` is idempotent, `create` only when missing.
 _pbspro_configure() {
     local queue
+    # Jobs run under bash, but not as a login shell (-S, the server's default for every qsub): a
+    # login shell runs the submitting user's login files, and root's on this kind of machine run
+    # `pyenv rehash`, whose lock file a job cancelled mid-rehash leaves behind; every later job of
+    # root's then waits 60 s for that lock before its script starts.
+    printf '#!/bin/sh\n# The PBS Pro test jobs'"'"' shell (see _pbspro_configure in %s).\nexec /bin/bash "$@"\n' \
+        "tests/clusters/pbspro.sh" > "$PBSPRO_DIR/job-shell"
+    chmod 755 "$PBSPRO_DIR/job-shell"
     for queue in $PBSPRO_QUEUES; do
         _pbspro_qmgr -c "list queue $queue" >/dev/null 2>&1 \
             || _pbspro_qmgr -c "create queue $queue queue_type = Execution" >/dev/null \
@@ -488,6 +495,7 @@ set server job_history_enable = True
 set server scheduling = True
 set server flatuid = True
 set server acl_roots = root@*
+set server default_qsub_arguments = "-S $PBSPRO_DIR/job-shell"
 EOF
     # With the cgroup hook, the mom reports the node's mem itself (see the header).
     if ! _pbspro_memcg; then

@@ -216,13 +216,27 @@ def test_time_limit_is_job_timeout_error(slurm):
     assert scontrol_job(fn, future.job_id)["JobState"] == "TIMEOUT"
 
 
-def test_seconds_are_rounded_up_to_whole_minutes_with_a_warning(slurm):
-    # Slurm ignores the seconds of a time limit: 3 s would silently mean no limit at all.
+def test_a_limit_in_seconds_holds_to_the_second_though_slurm_counts_minutes(slurm):
+    # Slurm ignores the seconds of a time limit and is asked for the next whole minute; the runner
+    # holds the call to its 3 s: a call that sleeps 60 s must end in JobTimeoutError long before.
     fn = cluster(profile=slurm, time="00:00:03")(sleep_for)
-    with pytest.warns(UserWarning, match="whole minutes; time=00:00:03 is submitted as 00:01:00"):
-        future = fn.submit(0)
-    assert future.result(timeout=120) == "woke"
+    future = fn.submit(60)
+    with pytest.raises(JobTimeoutError) as info:
+        future.result(timeout=45)
+    assert info.value.state is JobState.TIMEOUT
+    assert "time limit of 3 s" in future.job.status.reason
     assert scontrol_job(fn, future.job_id)["TimeLimit"] == "00:01:00"
+    meta = future.job.meta
+    assert meta["outcome"] == "timed out" and meta["time_limit"] == 3
+
+
+def test_a_chunk_past_a_limit_in_seconds_keeps_the_values_of_calls_that_returned(slurm):
+    fn = cluster(profile=slurm, time="00:00:04")(sleep_for)
+    first, second, third = fn.map([0, 60, 0], chunksize=3)
+    assert first.result(timeout=45) == "woke"
+    for future in (second, third):
+        with pytest.raises(JobTimeoutError):
+            future.result(timeout=45)
 
 
 @pytest.mark.expensive

@@ -87,6 +87,9 @@ class BatchBackend(Backend):
     # Without it (SGE's -hold_jid starts a job however its upstream ended) every dependant is
     # submitted held too, and released like a job that waits for a worker's call.
     has_afterok: ClassVar[bool] = True
+    # The unit, in seconds, the scheduler counts time limits in. A limit that is not a whole
+    # number of them is rounded up by the scheduler; the runner holds the call to the exact limit.
+    time_granularity: ClassVar[int] = 1
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -329,6 +332,11 @@ class BatchBackend(Backend):
         lines += [extra if extra.startswith(prefix) else f"{prefix} {extra}" for extra in spec.resources.extra]
         return lines
 
+    def _time_limit_lines(self, spec: JobSpec) -> list[str]:
+        """The runner's own time limit (runner.run_limited), where the scheduler's is rounded up."""
+        limit = spec.resources.time
+        return [f"export CLUSTRIX_TIME_LIMIT={limit}"] if limit and limit % self.time_granularity else []
+
     def _cores_line(self, spec: JobSpec) -> str:
         return f"export CLUSTRIX_CORES=${{{self.cores_variable}:-{spec.resources.cores}}}"
 
@@ -344,6 +352,7 @@ class BatchBackend(Backend):
             *self.directives(chunk),
             f"export CLUSTRIX_JOB_ID={self.job_id_expression}",
             self._cores_line(spec),
+            *self._time_limit_lines(spec),
             *exports,
             *self.setup_lines(spec),
             run,
@@ -364,6 +373,7 @@ class BatchBackend(Backend):
             ),
             f"export CLUSTRIX_JOB_ID={self.task_id_expression}",
             self._cores_line(first.spec),
+            *self._time_limit_lines(first.spec),
             # This task's job directories, shell-quoted on its line of the tasks file.
             f'eval "set -- $(sed -n "{line}p" {shlex.quote(tasks)})"',
             # Setup's output belongs with the task's first call, where the client reads stderr.

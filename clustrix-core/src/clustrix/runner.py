@@ -291,14 +291,9 @@ class _Checkpointing:
         raise Checkpointed(signal.Signals(signum).name)
 
 
-def run_job(jobdir: str, rank: int = 0) -> int:
-    """Run the call staged in ``jobdir`` (or the one it checkpointed) as rank ``rank``; write that
-    rank's result and meta.
-
-    Returns 0 when the call returned, MEMORY_ERROR_EXIT when it raised MemoryError,
-    REQUEUE_EXIT when it checkpointed, else 1.
-    """
-    meta = {
+def _meta(rank: int, start: str) -> dict:
+    """The start of a call's record of where and how it ran (``meta.json``)."""
+    return {
         "rank": rank,
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -306,9 +301,19 @@ def run_job(jobdir: str, rank: int = 0) -> int:
         "python": sys.version.split()[0],
         "executable": sys.executable,
         "cwd": os.getcwd(),
-        "start": _now(),
+        "start": start,
         "env": {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES},
     }
+
+
+def run_job(jobdir: str, rank: int = 0) -> int:
+    """Run the call staged in ``jobdir`` (or the one it checkpointed) as rank ``rank``; write that
+    rank's result and meta.
+
+    Returns 0 when the call returned, MEMORY_ERROR_EXIT when it raised MemoryError,
+    REQUEUE_EXIT when it checkpointed, else 1.
+    """
+    meta = _meta(rank, _now())
     with open(os.path.join(jobdir, KEY_FILE), "rb") as f:
         key = bytes.fromhex(f.read().decode())
     header = {"serializer": "pickle", "clustrix": "unknown"}
@@ -395,8 +400,6 @@ def work(batch: str, worker: str) -> None:
             return
         index, jobdir = claimed
         ended = _run_child(jobdir, call_time, os.path.join(batch, CANCEL_DIR, index))
-        global _running_call
-        _running_call = None
         try:
             os.close(os.open(os.path.join(batch, ENDED_DIR, f"{index}.{ended}"), os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError:
@@ -436,45 +439,9 @@ def _claim(batch: str, worker: str, waiting: list[str]) -> tuple[str, str] | Non
 def _run_child(jobdir: str, call_time: int, cancel_marker: str) -> str:
     """Run one call in a child process group; how it ended, as ``STATE.CODE`` (CODE ``_`` when killed)."""
     oom_before = _oom_kills()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.setpgid(0, 0)
-            _die_with_parent()
-            code = run_job(jobdir)
-        finally:
-            os._exit(code)
-    # Both sides set the group, so a kill right after the fork cannot miss it.
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
-    global _running_call
-    _running_call = pid
-    deadline = time.monotonic() + call_time if call_time else None
-    # A pidfd is readable the moment the call ends (Linux 5.3+): no call waits on a sleep.
-    try:
-        pidfd: int | None = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    delay = 0.001
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if os.path.exists(cancel_marker):
-                return _kill_child(pid, "CANCELLED")
-            if deadline is not None and time.monotonic() >= deadline:
-                return _kill_child(pid, "TIMEOUT")
-            if pidfd is not None:
-                select.select([pidfd], [], [], CHECK_INTERVAL)
-            else:
-                time.sleep(delay)
-                delay = min(delay * 2, CHECK_INTERVAL)
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
+    killed, status = _supervise(jobdir, 0, time.monotonic() + call_time if call_time else None, cancel_marker)
+    if killed is not None:
+        return f"{killed}._"
     if os.WIFSIGNALED(status):
         killed_by = os.WTERMSIG(status)
         if killed_by == signal.SIGTERM:
@@ -488,18 +455,69 @@ def _run_child(jobdir: str, call_time: int, cancel_marker: str) -> str:
     return f"{ {0: 'COMPLETED', MEMORY_ERROR_EXIT: 'OUT_OF_MEMORY'}.get(code, 'FAILED') }.{code}"
 
 
-def _kill_child(pid: int, state: str) -> str:
-    """TERM the call's process group, KILL what is left of it after the grace; ``state._``."""
+def _supervise(jobdir: str, rank: int, deadline: float | None, cancel_marker: str | None) -> tuple[str | None, int]:
+    """Run ``run_job(jobdir, rank)`` in a child process group until it ends, or kill it at ``deadline``
+    (``time.monotonic()``) or once ``cancel_marker`` exists.
+
+    Returns (``"TIMEOUT"`` or ``"CANCELLED"`` when this killed it, else None; its wait status).
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.setpgid(0, 0)
+            _die_with_parent()
+            code = run_job(jobdir, rank)
+        finally:
+            os._exit(code)
+    # Both sides set the group, so a kill right after the fork cannot miss it.
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    global _running_call
+    _running_call = pid
+    # A pidfd is readable the moment the call ends (Linux 5.3+): no call waits on a sleep.
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    delay = 0.001
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return None, status
+            if cancel_marker is not None and os.path.exists(cancel_marker):
+                return "CANCELLED", _kill_child(pid)
+            if deadline is not None and time.monotonic() >= deadline:
+                return "TIMEOUT", _kill_child(pid)
+            if pidfd is not None:
+                select.select([pidfd], [], [], CHECK_INTERVAL)
+            else:
+                time.sleep(delay)
+                delay = min(delay * 2, CHECK_INTERVAL)
+    finally:
+        _running_call = None
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _kill_child(pid: int) -> int:
+    """TERM the call's process group, KILL what is left of it after the grace; its wait status."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     end = time.monotonic() + CALL_KILL_GRACE
-    while time.monotonic() < end and not os.waitpid(pid, os.WNOHANG)[0]:
+    done, status = 0, 0
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
-    return f"{state}._"
+    if not done:
+        status = os.waitpid(pid, 0)[1]
+    return status
 
 
 def _die_with_parent() -> None:
@@ -570,8 +588,56 @@ def main(argv: list[str]) -> int:
         return 2
     # Runs the chunk's calls in order; one failed call does not stop the others.
     rank = int(os.environ.get("CLUSTRIX_RANK") or 0)
-    codes = [run_job(jobdir, rank) for jobdir in argv]
+    limit = int(os.environ.get("CLUSTRIX_TIME_LIMIT") or 0)
+    codes = run_limited(argv, rank, limit) if limit else [run_job(jobdir, rank) for jobdir in argv]
     return 0 if not any(codes) else 1
+
+
+def run_limited(jobdirs: list[str], rank: int, limit: int) -> list[int]:
+    """Run the calls of ``jobdirs`` in order, all within ``limit`` seconds of now: the call running
+    at the limit is killed (TERM, then KILL after CALL_KILL_GRACE), and it and the calls after it
+    are recorded as timed out (their meta's ``outcome``), for the client to raise JobTimeoutError.
+
+    The limit is the runner's own, not the scheduler's: it holds to the second where a
+    scheduler rounds limits up (Slurm: whole minutes) or counts pending time (Kubernetes).
+    A checkpointable call told to end this way checkpoints as on a scheduler's TERM.
+    """
+    global _prctl
+    _prctl = _load_prctl()
+    deadline = time.monotonic() + limit
+    # The scheduler's TERM (cancel, its own limit) is passed on to the call, which may checkpoint
+    # on it; this process waits for the call to end rather than dying first and taking it along.
+    signal.signal(signal.SIGTERM, _pass_term_on)
+    codes = []
+    for jobdir in jobdirs:
+        started = _now()
+        if time.monotonic() < deadline:
+            killed, status = _supervise(jobdir, rank, deadline, None)
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+        else:
+            # Never started: a result of an earlier run (one that checkpointed) must not stand for it.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(jobdir, rank_file(RESULT_FILE, rank)))
+            killed, code = "TIMEOUT", 1
+        if killed == "TIMEOUT" and code != REQUEUE_EXIT:
+            meta = {**_meta(rank, started), "end": _now(), "outcome": "timed out", "time_limit": limit}
+            _write_atomic(os.path.join(jobdir, rank_file(META_FILE, rank)), json.dumps(meta, indent=1).encode())
+            code = 1
+        codes.append(code)
+        if _told_to_end:
+            break  # the job is ending: the calls after this one are not started
+    return codes
+
+
+_told_to_end = False
+
+
+def _pass_term_on(_signum: int, _frame: object) -> None:
+    global _told_to_end
+    _told_to_end = True
+    if _running_call is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(_running_call, signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -334,7 +334,14 @@ class ClusterSession:
             ]
             job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
             job.stderr_text = self._read_text(job, runner.STDERR_FILE)
-            if job.state is JobState.UNKNOWN and all(result is not None for result in results):
+            timed_out = next((meta for meta in job.metas if meta and meta.get("outcome") == "timed out"), None)
+            if timed_out is not None and job.state is not JobState.TIMEOUT:
+                # The runner killed the call at its limit (runner.run_limited): the scheduler saw
+                # an ordinary exit, or its own rounded-up limit had not come yet.
+                limit = timed_out.get("time_limit")
+                reason = f"the runner killed the call at its time limit of {limit} s"
+                self.record(job, JobStatus(JobState.TIMEOUT, reason=reason, exit_code=job.status.exit_code))
+            elif job.state is JobState.UNKNOWN and all(result is not None for result in results):
                 # Gone from the queue, but the runner's own record says it ran to the end.
                 job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
             done = outcome(job, results, job.stderr_text[-STDERR_TAIL_BYTES:].strip())

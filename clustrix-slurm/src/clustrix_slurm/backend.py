@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import re
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -54,17 +53,10 @@ def _local_time(text: str) -> datetime.datetime | None:
         return None
 
 
-def _whole_minutes(seconds: int, name: str) -> int:
-    """Slurm enforces time limits in whole minutes and silently ignores the seconds: round up, and say so."""
-    if seconds % 60 == 0:
-        return seconds
-    rounded = -(-seconds // 60) * 60
-    warnings.warn(
-        f"{name}: Slurm enforces time limits in whole minutes; time={format_time(seconds)} "
-        f"is submitted as {format_time(rounded)}",
-        stacklevel=2,
-    )
-    return rounded
+def _whole_minutes(seconds: int) -> int:
+    """Slurm counts time limits in whole minutes and ignores seconds: round up (the runner holds the
+    call to the exact limit, see ``time_granularity``)."""
+    return -(-seconds // 60) * 60
 
 
 class SlurmBackend(BatchBackend):
@@ -80,6 +72,7 @@ class SlurmBackend(BatchBackend):
     task_id_expression = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
     task_index_variable = "SLURM_ARRAY_TASK_ID"
     cores_variable = "SLURM_CPUS_PER_TASK"
+    time_granularity = 60
     unknown_job_words = ("Invalid job id specified",)
     finished_job_words = ("already completing or completed",)
     # Words of Slurm's client library when the controller cannot be reached at all.
@@ -113,7 +106,7 @@ class SlurmBackend(BatchBackend):
         if resources.memory:
             options.append(f"--mem={-(-resources.memory // 1024**2)}M")
         if resources.time:
-            options.append(f"--time={format_time(_whole_minutes(resources.time, spec.name))}")
+            options.append(f"--time={format_time(_whole_minutes(resources.time))}")
         if resources.queue:
             options.append(f"--partition={resources.queue}")
         if resources.account:

@@ -29,7 +29,7 @@ KILL_GRACE = 10
 # A worker's key is ``<batch><WORKER_SEPARATOR><worker>``: a job's key (a uuid) never holds it.
 WORKER_SEPARATOR = ":"
 # What job.sh and cancel record in a job's directory about one run of it.
-_RUN_RECORDS = ("pid", "limited", "exitcode", "timedout", "oom", "cancelled")
+_RUN_RECORDS = ("pid", "exitcode", "oom", "cancelled")
 
 # One fork per job, without job control, so setsid makes each job.sh its own group leader.
 _LAUNCH = 'for d in "$@"; do setsid sh "$d/job.sh" </dev/null >>"$d/stdout" 2>>"$d/stderr" & echo $! > "$d/pid"; done'
@@ -45,8 +45,7 @@ for d in "$@"; do
     case "$st" in ""|Z*) ;; *) alive=1;; esac
   fi
   if [ -f "$d/exitcode" ]; then
-    if [ -f "$d/timedout" ]; then echo "timeout $(cat "$d/exitcode")"
-    elif [ -f "$d/oom" ]; then echo "oom $(cat "$d/exitcode")"
+    if [ -f "$d/oom" ]; then echo "oom $(cat "$d/exitcode")"
     else echo "exit $(cat "$d/exitcode")"; fi
   elif [ -f "$d/cancelled" ]; then echo cancelled
   elif [ $alive = 1 ]; then echo running
@@ -54,16 +53,14 @@ for d in "$@"; do
 done
 """
 
-# A time-limited job has two process groups: job.sh's, and the one `timeout` leads (its pid in "limited").
+# job.sh leads the job's process group; the runner passes the TERM on to the call's own group.
 _CANCEL = f"""
 for d in "$@"; do
   [ -f "$d/exitcode" ] && continue
   : > "$d/cancelled"
   pg=$(cat "$d/pid" 2>/dev/null) || continue
-  groups="-$pg"
-  lg=$(cat "$d/limited" 2>/dev/null) && groups="$groups -$lg"
-  kill -s TERM -- $groups 2>/dev/null
-  ( sleep {KILL_GRACE}; kill -s KILL -- $groups 2>/dev/null ) >/dev/null 2>&1 </dev/null &
+  kill -s TERM -- "-$pg" 2>/dev/null
+  ( sleep {KILL_GRACE}; kill -s KILL -- "-$pg" 2>/dev/null ) >/dev/null 2>&1 </dev/null &
 done
 """
 
@@ -273,23 +270,11 @@ class ProcessBackend(Backend):
         if resources.memory:
             lines.append(f"ulimit -v {resources.memory // 1024}")
         if batch_dir is None:
-            runner = self.runner_line([job])
+            # The runner holds the call to CLUSTRIX_TIME_LIMIT itself (see runner.run_limited).
+            lines += [self.runner_line([job]), "rc=$?"]
         else:
-            runner = shlex.join([self.python_for(job.spec), f"{batch_dir}/runner.py", "--worker", batch_dir, job.key])
-        if limit:
-            # Not --foreground: `timeout` then leads a process group of its own and kills the whole
-            # group at the limit, the call's child processes too, so their cores are really free.
-            lines += [
-                "start=$(date +%s)",
-                f"timeout -k {KILL_GRACE} {limit} {runner} &",
-                f"echo $! > {d}/limited",
-                "wait $!",
-                "rc=$?",
-                f"if [ $rc -eq 124 -o $rc -eq 137 ] && [ $(( $(date +%s) - start )) -ge {limit} ]; "
-                f"then : > {d}/timedout; fi",
-            ]
-        else:
-            lines += [runner, "rc=$?"]
+            worker = [self.python_for(job.spec), f"{batch_dir}/runner.py", "--worker", batch_dir, job.key]
+            lines += [shlex.join(worker), "rc=$?"]
         if resources.memory and batch_dir is None:
             lines.append(f"if [ $rc -ne 0 ] && grep -qs MemoryError {d}/stderr; then : > {d}/oom; fi")
         lines.append(f"echo $rc > {d}/exitcode.tmp && mv {d}/exitcode.tmp {d}/exitcode")
@@ -298,7 +283,6 @@ class ProcessBackend(Backend):
 
 _STATUS_WORDS: dict[str, tuple[JobState, str]] = {
     "exit": (JobState.COMPLETED, ""),
-    "timeout": (JobState.TIMEOUT, "killed at its time limit"),
     "oom": (JobState.OUT_OF_MEMORY, "MemoryError under the job's memory limit (RLIMIT_AS)"),
     "cancelled": (JobState.CANCELLED, "cancelled"),
     "lost": (JobState.NODE_FAIL, "the job's process vanished without an exit status"),
