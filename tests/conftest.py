@@ -12,6 +12,14 @@ import attrs
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # scripts/test runs the tests of different clusters side by side (pytest-xdist, one group per
+    # cluster: xdist_group marks in tests/real_world), then the tests marked alone by themselves.
+    config.addinivalue_line(
+        "markers", "alone: stops a daemon that other tests use: run by itself, not beside other tests"
+    )
+
+
 @pytest.fixture
 def local_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Write a profiles file with a ``local`` profile whose jobs live under ``tmp_path``.

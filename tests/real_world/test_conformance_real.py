@@ -20,8 +20,22 @@ pytestmark = pytest.mark.real_world
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Each profile in its cluster's xdist group (see tests/conftest.py): the PBS tests remove what
+# they find new in their profile's workdir, and OpenPBS's check its whole queue.
+GROUPS = {
+    "ssh-local": "ssh",
+    "ssh-remote": "ssh",
+    "slurm": "slurm",
+    "slurm-noacct": "slurm",
+    "pbs": "pbs-torque",
+    "pbs-pro": "pbspro",
+    "sge": "sge",
+    "kubernetes": "k8s",
+}
+
+
 @pytest.mark.parametrize(
-    "profile", ["ssh-local", "ssh-remote", "slurm", "slurm-noacct", "pbs", "pbs-pro", "sge", "kubernetes"]
+    "profile", [pytest.param(profile, marks=pytest.mark.xdist_group(group)) for profile, group in GROUPS.items()]
 )
 def test_conformance_kit_on_real_clusters(profile, cluster_profile, tmp_path):
     cluster_profile(profile)
@@ -40,6 +54,7 @@ def run_script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.xdist_group("ssh")
 def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
     cluster_profile("ssh-local")
     report = tmp_path / "run.json"
@@ -64,6 +79,7 @@ def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
     assert len(data["tests"]) == 4 and all(t["outcome"] == "passed" and t["job_ids"] for t in data["tests"])
 
 
+@pytest.mark.xdist_group("slurm")
 def test_runner_script_writes_an_html_report_that_a_browser_renders(cluster_profile, open_in_chromium, tmp_path):
     cluster_profile("slurm")
     report, page = tmp_path / "run.json", tmp_path / "run.html"
@@ -133,6 +149,7 @@ def test_test_system_self_check():
     assert out.stdout.count("ok    ") == 6
 
 
+@pytest.mark.xdist_group("ssh")
 def test_runner_script_counts_a_run_of_no_tests_as_a_failure_when_clusters_are_required(cluster_profile, tmp_path):
     cluster_profile("ssh-local")
     out = run_script(

@@ -22,7 +22,7 @@ from clustrix import JobState, cluster
 from clustrix.api import ClusterFunction
 from tests.conftest import profile_table, use_variant, wait_for
 
-pytestmark = [pytest.mark.real_world]
+pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("slurm")]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"
@@ -84,6 +84,7 @@ def private(tmp_path, monkeypatch):
 # -- the scheduler's daemons ---------------------------------------------------------------------
 
 
+@pytest.mark.alone
 def test_slurmctld_stopped_and_restarted_mid_job_delivers_every_result(cluster_profile, private):
     name, workdir = private(cluster_profile("slurm-noacct"))
     fn = cluster(profile=name)(slow)
@@ -99,6 +100,7 @@ def test_slurmctld_stopped_and_restarted_mid_job_delivers_every_result(cluster_p
     assert left_on_disk(workdir) == []
 
 
+@pytest.mark.alone
 def test_slurmdbd_down_longer_than_poll_failure_timeout_still_delivers(cluster_profile, private):
     # Accounting worked when the backend asked; then slurmdbd goes away for longer than the
     # monitor would wait for a failing scheduler: polls fall back to squeue/scontrol instead.
@@ -117,6 +119,7 @@ def test_slurmdbd_down_longer_than_poll_failure_timeout_still_delivers(cluster_p
     assert left_on_disk(workdir) == []
 
 
+@pytest.mark.alone
 def test_sshd_stopped_mid_poll_then_back_delivers_every_result(cluster_profile, private):
     base = cluster_profile("ssh-local")
     name, workdir = private(base, workdir=f"{profile_table(base)['workdir']}/faults-{os.getpid()}-{time.time_ns()}")

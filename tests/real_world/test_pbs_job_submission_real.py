@@ -59,7 +59,14 @@ def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
 
 
-@pytest.fixture(params=[TORQUE, PRO])
+# Each PBS in its own xdist group: the Torque wrapper's tests share Slurm main's two cores with the
+# Slurm tests, and the OpenPBS tests check that server's whole queue.
+@pytest.fixture(
+    params=[
+        pytest.param(TORQUE, marks=pytest.mark.xdist_group("pbs-torque")),
+        pytest.param(PRO, marks=pytest.mark.xdist_group("pbspro")),
+    ]
+)
 def pbs(request: pytest.FixtureRequest, cluster_profile, tmp_path: Path) -> Iterator[str]:
     name = cluster_profile(request.param)
     workdir = Path(profile_table(name)["workdir"])

@@ -36,7 +36,7 @@ from clustrix import (
 from clustrix.transport import Transport
 from tests.conftest import profile_table, use_variant
 
-pytestmark = [pytest.mark.real_world]
+pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("ssh")]
 
 # Job functions defined here must travel by value: this test module is not installed on the hosts.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
