@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clustrix.errors import ConfigError
-from clustrix.resources import Resources
 
 if TYPE_CHECKING:
     from clustrix.job import ClusterFuture
@@ -42,15 +41,13 @@ def attach(job_id: str) -> ClusterFuture:
         keys = ", ".join(r["key"] for r in records)
         raise ConfigError(f"job {job_id} ran {len(records)} calls; attach one of them by its key: {keys}")
     record = records[0]
-    if "result_key" not in record:
+    if "spec" not in record:
         raise ConfigError(f"job {job_id} was journaled by a clustrix too old to re-attach to")
     return journaled_session(record).attach(
         job_id=record["job_id"],
         key=record["key"],
         directory=record["directory"],
-        name=record["name"],
         hmac_key=bytes.fromhex(record["result_key"]),
-        # How many ranks wrote results, and what the call returns of them.
-        resources=Resources(nodes=record.get("nodes", 1), tasks_per_node=record.get("tasks_per_node")),
-        gather=record.get("gather", "rank0"),
+        name=record["name"],
+        record=record["spec"],
     )

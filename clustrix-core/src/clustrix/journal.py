@@ -22,6 +22,7 @@ import platformdirs
 from clustrix.hookspecs import hookimpl
 from clustrix.job import Job
 from clustrix.log import get_logger
+from clustrix.spec import spec_record
 
 _lock = threading.Lock()
 
@@ -66,9 +67,8 @@ def clustrix_job_submitted(job: Job) -> None:
             # as configured (secrets stay in the profile) and the key that authenticates its result.
             "cluster": job.session.config.settings(),
             "result_key": job.hmac_key.hex(),
-            "nodes": job.spec.resources.nodes,
-            "tasks_per_node": job.spec.resources.tasks_per_node,
-            "gather": job.spec.gather,
+            # How it runs (resources, env, setup, ...): a checkpointed call is submitted again so.
+            "spec": spec_record(job.spec),
         }
     )
 

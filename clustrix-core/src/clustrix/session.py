@@ -31,9 +31,8 @@ from clustrix.errors import (
 from clustrix.job import ClusterFuture, Job
 from clustrix.log import get_logger
 from clustrix.monitor import Monitor
-from clustrix.resources import Resources
 from clustrix.results import Outcome, outcome
-from clustrix.spec import JobSpec
+from clustrix.spec import JobSpec, spec_from_record
 from clustrix.state import JobState, JobStatus
 from clustrix.version import __version__
 
@@ -299,11 +298,11 @@ class ClusterSession:
             )
         return data
 
-    def attach(
-        self, job_id: str, key: str, directory: str, name: str, hmac_key: bytes, resources: Resources, gather: str
-    ) -> ClusterFuture:
-        """A future for a job another client process submitted (its function is unknown here)."""
-        spec = JobSpec(fn=_unknown_function, args=(), kwargs={}, resources=resources, name=name, gather=gather)
+    def attach(self, job_id: str, key: str, directory: str, hmac_key: bytes, name: str, record: dict) -> ClusterFuture:
+        """A future for a job another client process submitted, from its ``spec_record`` (its
+        function is unknown here: a checkpointed call resumes from its job directory)."""
+        function = _UnknownCheckpointable() if record["checkpointable"] else _UnknownFunction()
+        spec = spec_from_record(record, name, function)
         job = Job(key=key, job_id=job_id, directory=directory, spec=spec, session=self, hmac_key=hmac_key)
         future = ClusterFuture(job)
         with self._lock:
@@ -452,9 +451,18 @@ class ClusterSession:
             self._log.error("event hook failed", hook=hook_name, error=f"{type(exc).__name__}: {exc}")
 
 
-def _unknown_function(*_args: object, **_kwargs: object) -> None:
+class _UnknownFunction:
     """Stands for the function of an attached job, which only the submitting process had."""
-    raise RuntimeError("the function of a job attached from the journal is not known here")
+
+    def __call__(self, *_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the function of a job attached from the journal is not known here")
+
+
+class _UnknownCheckpointable(_UnknownFunction):
+    """Stands for a checkpointable function: its job script then lets the call checkpoint."""
+
+    def checkpoint(self, *_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the function of a job attached from the journal is not known here")
 
 
 _sessions: dict[ClusterConfig, ClusterSession] = {}

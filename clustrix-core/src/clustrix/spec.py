@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from clustrix.resources import Resources
+from clustrix.resources import Resources, format_time
 
 # The longest default notice a checkpointable call gets before its time limit, in seconds.
 MAX_NOTICE = 90
@@ -51,3 +51,42 @@ class JobSpec:
         if not limit:
             return None
         return limit - (self.checkpoint_notice or max(1, min(MAX_NOTICE, limit // 10)))
+
+
+def spec_record(spec: JobSpec) -> dict[str, Any]:
+    """How ``spec``'s job runs, as JSON: what submitting it again needs, less the call itself
+    (a requeued call resumes from the checkpoint in its job directory) and ``after``."""
+    return {
+        # Time as HH:MM:SS: a bare number means minutes to Resources.
+        "resources": {
+            **attrs.asdict(spec.resources),
+            "time": format_time(spec.resources.time) if spec.resources.time else None,
+            "extra": list(spec.resources.extra),
+        },
+        "env": dict(spec.env),
+        "setup": list(spec.setup),
+        "python": spec.python,
+        "parallel": spec.parallel,
+        "gather": spec.gather,
+        "checkpointable": spec.checkpointable,
+        "max_requeues": spec.max_requeues,
+        "checkpoint_notice": spec.checkpoint_notice,
+    }
+
+
+def spec_from_record(record: Mapping[str, Any], name: str, fn: Callable[..., Any]) -> JobSpec:
+    """The spec ``spec_record`` wrote, with ``fn`` standing for the function (and no arguments)."""
+    return JobSpec(
+        fn=fn,
+        args=(),
+        kwargs={},
+        resources=Resources(**record["resources"]),
+        name=name,
+        env=record["env"],
+        setup=record["setup"],
+        python=record["python"],
+        parallel=record["parallel"],
+        gather=record["gather"],
+        max_requeues=record["max_requeues"],
+        checkpoint_notice=record["checkpoint_notice"],
+    )

@@ -31,8 +31,13 @@ WORKER_SEPARATOR = ":"
 # What job.sh and cancel record in a job's directory about one run of it.
 _RUN_RECORDS = ("pid", "exitcode", "oom", "cancelled")
 
-# One fork per job, without job control, so setsid makes each job.sh its own group leader.
-_LAUNCH = 'for d in "$@"; do setsid sh "$d/job.sh" </dev/null >>"$d/stdout" 2>>"$d/stderr" & echo $! > "$d/pid"; done'
+# One fork per job, without job control, so setsid makes each job.sh its own group leader. A job
+# submitted again (a checkpoint to resume, maybe by another client) starts without its last run's
+# records, which would answer for this one.
+_LAUNCH = f"""for d in "$@"; do
+  rm -f -- {" ".join(f'"$d/{name}"' for name in _RUN_RECORDS)}
+  setsid sh "$d/job.sh" </dev/null >>"$d/stdout" 2>>"$d/stderr" & echo $! > "$d/pid"
+done"""
 
 # Liveness is read before the exit code: a job that is dead and has no exit code died unrecorded.
 # A zombie counts as dead, for hosts whose init does not reap orphans.
@@ -110,11 +115,8 @@ class ProcessBackend(Backend):
         if chunksize is None and len(jobs) > 1:
             return self.pool.submit(jobs, min(len(jobs), max(1, self.cores // jobs[0].spec.resources.cores)))
         with self._lock:
-            again = [job for job in jobs if self._ended.pop(job.key, None) is not None]
-        if again:
-            # Submitted again (a checkpoint to resume): the last run's records must not answer for this one.
-            records = [f"{job.directory}/{name}" for job in again for name in _RUN_RECORDS]
-            self.transport.run(["rm", "-f", "--", *records]).check(BackendUnavailableError, "clearing a job's records")
+            for job in jobs:
+                self._ended.pop(job.key, None)  # submitted again (a checkpoint to resume)
         self.transport.write_files({f"{job.directory}/job.sh": self._script(job).encode() for job in jobs}, 0o700)
         with self._lock:
             self._queue.extend(jobs)
