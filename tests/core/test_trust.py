@@ -244,6 +244,28 @@ def test_files_are_written_through_no_planted_symlink(tmp_path):
         assert target.read_bytes() in (b"call", b"result") and not target.is_symlink()
 
 
+def test_a_directory_found_where_a_new_one_is_made_is_refused(tmp_path):
+    # Before: make_dirs accepted what was there, a planted directory or a symlink to one, and the
+    # job's payload and key went into it.
+    from clustrix.config import ClusterConfig
+    from clustrix.errors import SubmissionError
+    from clustrix.transport import LocalTransport
+
+    transport = LocalTransport(ClusterConfig(None, "local", "local"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "work").mkdir(mode=0o700)
+    (tmp_path / "work" / "planted").mkdir()
+    (tmp_path / "work" / "linked").symlink_to(elsewhere)
+    for name in ("planted", "linked"):
+        with pytest.raises(SubmissionError, match="exists already"):
+            transport.make_dirs([str(tmp_path / "work" / name)])
+    transport.make_dirs([str(tmp_path / "new" / "deeper" / "job"), str(tmp_path / "new" / "deeper" / "job" / "sub")])
+    modes = [oct((tmp_path / p).stat().st_mode & 0o777) for p in ("new", "new/deeper", "new/deeper/job")]
+    assert modes == ["0o700"] * 3 and (tmp_path / "new/deeper/job/sub").is_dir()
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_logs_follow_reads_only_what_was_added(local_profile, capsys):
     # Before: every second it read the whole file again (quadratic in a long job's output).
     name = local_profile(cleanup="never")

@@ -784,6 +784,24 @@ def test_files_are_written_on_the_host_through_no_planted_symlink(cluster_profil
         transport.run(["rm", "-f", victim, target, f"{target}.tmp"])
 
 
+def test_a_directory_found_on_the_host_where_a_new_one_is_made_is_refused(cluster_profile):
+    fn = cluster(profile=cluster_profile("ssh-local"))(add)
+    transport = fn.session().transport
+    base = f"{transport.home()}/cx-dirs-{uuid.uuid4().hex[:8]}"
+    try:
+        plant = 'mkdir -p "$1/elsewhere" "$1/planted" && ln -s "$1/elsewhere" "$1/linked"'
+        transport.run(["sh", "-c", plant, "sh", base])
+        for name in ("planted", "linked"):
+            with pytest.raises(SubmissionError, match=f"{base}/{name} exists already"):
+                transport.make_dirs([f"{base}/fresh-{name}", f"{base}/{name}"])
+        assert transport.run(["ls", f"{base}/elsewhere"]).stdout == ""
+        transport.make_dirs([f"{base}/new/deeper/job"])
+        modes = transport.run(["stat", "-c", "%a", f"{base}/new", f"{base}/new/deeper", f"{base}/new/deeper/job"])
+        assert modes.stdout.split() == ["700", "700", "700"]
+    finally:
+        transport.remove_tree(base)
+
+
 def test_a_workdir_others_could_write_to_is_refused_on_the_real_host(cluster_profile, tmp_path, monkeypatch):
     """ssh-local is this machine as the test user: the test (root) prepares each hostile workdir there."""
     import pwd

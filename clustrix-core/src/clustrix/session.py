@@ -134,7 +134,7 @@ class ClusterSession:
                 after = tuple(dict.fromkeys(job.job_id for job in waits_for))
                 staged.append(StagedJob(key=key, directory=directory, spec=spec, after=after))
                 keys.append(hmac_key)
-            self.transport.make_dirs([workdir, *(job.directory for job in staged)], 0o700)
+            self.transport.make_dirs([job.directory for job in staged], 0o700)
             self.transport.write_files(files, 0o600)
             try:
                 job_ids = self.backend.submit(staged, chunksize=chunksize)

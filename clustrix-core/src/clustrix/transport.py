@@ -21,9 +21,17 @@ from typing import Any, ClassVar
 import attrs
 
 from clustrix.config import ClusterConfig
-from clustrix.errors import BackendUnavailableError, ClustrixError, ResultTooLargeError
+from clustrix.errors import BackendUnavailableError, ClustrixError, ResultTooLargeError, SubmissionError
 
 COMMAND_TIMEOUT = 120.0
+
+
+def existing_directory(path: str) -> str:
+    """What make_dirs says of a directory of its own that it found there already."""
+    return (
+        f"{path} exists already: clustrix creates each job's and batch's directory afresh, so another "
+        "process (maybe another user, if the workdir's parent is shared) made it; nothing was submitted"
+    )
 
 
 @attrs.frozen
@@ -85,7 +93,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def make_dirs(self, paths: Sequence[str], mode: int = 0o700) -> None:
-        """Create each directory (and missing parents); existing ones are left as they are."""
+        """Create each directory afresh, in order, and its missing parents, every level with ``mode``.
+
+        A directory of ``paths`` that exists already (a symlink too) is SubmissionError: they are
+        new jobs' and batches' own, and one found there was put there by someone else.
+        """
 
     @abc.abstractmethod
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
@@ -147,13 +159,17 @@ class LocalTransport(Transport):
         # under a umask of 002, would be group-writable, and the workdir check refuses those).
         for path in paths:
             missing = []
-            level = Path(path)
+            level = Path(path).parent
             while not level.exists() and level != level.parent:
                 missing.append(level)
                 level = level.parent
             for directory in reversed(missing):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(directory, mode)
+            try:
+                os.mkdir(path, mode)
+            except FileExistsError:
+                raise SubmissionError(existing_directory(path)) from None
 
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
         for path, data in files.items():

@@ -304,7 +304,7 @@ class WorkerPool:
             transport.remove_tree(batch_dir)
             raise
         batch = WorkerBatch(batch_dir, prefix, len(jobs), size, tasks, template=attrs.evolve(jobs[0], after=()))
-        self._write_record(batch)
+        self._write_record(batch, new=True)
         self._unfinished.track(prefix, range(len(jobs)))
         with self.lock:
             self._batches[prefix] = batch
@@ -415,7 +415,7 @@ class WorkerPool:
             batch.finished |= set(unclaimed)
             return dict.fromkeys(unclaimed, failed)
         batch.relaunched(new, claims)
-        self._write_record(batch)
+        self._write_record(batch, new=False)
         self.log.warning("workers ended with calls left: started more", batch=batch.directory, workers=size)
         return {}
 
@@ -440,9 +440,12 @@ class WorkerPool:
             self.backend.transport.remove_tree(batch.directory)
             self.backend.transport.remove_tree(record_directory(self.backend.workdir, prefix))
 
-    def _write_record(self, batch: WorkerBatch) -> None:
+    def _write_record(self, batch: WorkerBatch, new: bool) -> None:
+        """Write the batch's record; ``new``: in a directory of its own made now (its name is the
+        batch's scheduler id: guessable, so one already there is someone else's)."""
         record = record_directory(self.backend.workdir, batch.prefix)
-        self.backend.transport.make_dirs([record], 0o700)
+        if new:
+            self.backend.transport.make_dirs([record], 0o700)
         self.backend.transport.write_files({f"{record}/batch.json": batch.record()}, 0o600)
 
     def _adopt(self, prefix: str) -> None:

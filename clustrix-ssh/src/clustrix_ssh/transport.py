@@ -28,9 +28,9 @@ import paramiko
 from clustrix import convert
 from clustrix.config import ClusterConfig
 from clustrix.credentials import lookup
-from clustrix.errors import BackendUnavailableError, ConfigError
+from clustrix.errors import BackendUnavailableError, ConfigError, SubmissionError
 from clustrix.log import get_logger
-from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport, too_large
+from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport, existing_directory, too_large
 
 CONNECT_TIMEOUT = 15
 # Seconds between keepalive packets, so idle connections survive NAT and firewall timeouts.
@@ -422,9 +422,20 @@ class SSHTransport(Transport):
         return self._home
 
     def make_dirs(self, paths: Sequence[str], mode: int = 0o700) -> None:
-        # One command for all of them; the umask gives every created level the mode, as os.makedirs does.
-        script = f'umask {0o777 & ~mode:03o} && mkdir -p -- "$@"'
-        self.run(["sh", "-c", script, "sh", *paths]).check(BackendUnavailableError, "creating directories")
+        # One command for all of them; the umask gives every created level the mode. The last
+        # level is made by a plain mkdir, which fails for anything there (a symlink too): exit 17.
+        script = (
+            f"umask {0o777 & ~mode:03o}\n"
+            'for d in "$@"; do\n'
+            '  mkdir -p -- "${d%/*}" && mkdir -- "$d" 2>/dev/null && continue\n'
+            '  if [ -e "$d" ] || [ -L "$d" ]; then printf "%s\\n" "$d"; exit 17; fi\n'
+            '  mkdir -- "$d"; exit 1\n'
+            "done"
+        )
+        result = self.run(["sh", "-c", script, "sh", *paths])
+        if result.returncode == 17:
+            raise SubmissionError(existing_directory(result.stdout.strip()))
+        result.check(BackendUnavailableError, "creating directories")
 
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o600) -> None:
         def write(sftp: paramiko.SFTPClient) -> None:
