@@ -57,6 +57,27 @@ def _toml(value: object) -> str:
     return str(value)
 
 
+# The xdist group of each test profile's cluster (scripts/test runs different groups side by side).
+# The PBS tests remove what they find new in their profile's workdir, and OpenPBS's check its
+# whole queue: a test on one of those profiles must run in that group, not beside it.
+CLUSTER_GROUPS = {
+    "local": "local",
+    "ssh-local": "ssh",
+    "ssh-remote": "ssh",
+    "slurm": "slurm",
+    "slurm-noacct": "slurm",
+    "pbs": "pbs-torque",
+    "pbs-pro": "pbspro",
+    "sge": "sge",
+    "kubernetes": "k8s",
+}
+
+
+def on_each_cluster(*profiles: str) -> list:
+    """``profiles`` as parameters, each marked with its cluster's xdist group."""
+    return [pytest.param(profile, marks=pytest.mark.xdist_group(CLUSTER_GROUPS[profile])) for profile in profiles]
+
+
 def wait_for(predicate, timeout: float, what: str):
     """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout`` s."""
     import time

@@ -13,29 +13,16 @@ from pathlib import Path
 import pytest
 
 from clustrix.report import ENDINGS, QUEUED
-from tests.conftest import run_conformance_kit
+from tests.conftest import on_each_cluster, run_conformance_kit
 
 pytestmark = pytest.mark.real_world
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# Each profile in its cluster's xdist group (see tests/conftest.py): the PBS tests remove what
-# they find new in their profile's workdir, and OpenPBS's check its whole queue.
-GROUPS = {
-    "ssh-local": "ssh",
-    "ssh-remote": "ssh",
-    "slurm": "slurm",
-    "slurm-noacct": "slurm",
-    "pbs": "pbs-torque",
-    "pbs-pro": "pbspro",
-    "sge": "sge",
-    "kubernetes": "k8s",
-}
-
-
 @pytest.mark.parametrize(
-    "profile", [pytest.param(profile, marks=pytest.mark.xdist_group(group)) for profile, group in GROUPS.items()]
+    "profile",
+    on_each_cluster("ssh-local", "ssh-remote", "slurm", "slurm-noacct", "pbs", "pbs-pro", "sge", "kubernetes"),
 )
 def test_conformance_kit_on_real_clusters(profile, cluster_profile, tmp_path):
     cluster_profile(profile)
