@@ -95,7 +95,8 @@ def test_manifest_values_that_matter():
         "requests": {"cpu": "2", "memory": str(1024**3)},
         "limits": {"cpu": "2", "memory": str(1024**3)},
     }
-    assert job["spec"]["activeDeadlineSeconds"] == 300
+    # The runner holds the limit: a Job deadline would count the time spent waiting for a node.
+    assert "activeDeadlineSeconds" not in job["spec"]
     assert job["spec"]["backoffLimit"] == 0
     assert job["metadata"]["name"] == "train-model-v2-0123456789ab"
     assert job["metadata"]["annotations"]["clustrix.io/function"] == "train model;v2"
@@ -103,6 +104,7 @@ def test_manifest_values_that_matter():
     # Kubernetes expands $(VAR) in env values unless the $ is doubled.
     assert env["DATA"] == "/data/it's $$(HOME) here"
     assert env["CLUSTRIX_JOB_ID"] == job["metadata"]["name"]
+    assert env["CLUSTRIX_TIME_LIMIT"] == "300"
 
 
 @pytest.mark.parametrize(

@@ -508,17 +508,32 @@ def test_memory_over_the_limit_is_oom_killed(k8s, api, tmp_path, monkeypatch):
         api.delete(future.job_id)
 
 
-def test_time_limit_is_the_jobs_deadline(k8s, api, tmp_path, monkeypatch):
-    profile = variant(tmp_path, monkeypatch, "k8s-keep-deadline", delete_jobs="never")
-    future = cluster(profile=profile, time="00:00:10")(sleep_for).submit(300)
+def test_time_limit_is_held_by_the_runner_in_the_pod(k8s, api, tmp_path, monkeypatch):
+    profile = variant(tmp_path, monkeypatch, "k8s-keep-limit", delete_jobs="never")
+    future = cluster(profile=profile, time="00:00:04")(sleep_for).submit(300)
     try:
-        with pytest.raises(JobTimeoutError, match="DeadlineExceeded") as info:
+        with pytest.raises(JobTimeoutError, match="time limit of 4 s") as info:
             future.result(timeout=180)
         assert info.value.state is JobState.TIMEOUT
-        conditions = {c.type: c.reason for c in api.job(future.job_id).status.conditions}
-        assert conditions["Failed"] == "DeadlineExceeded"
+        assert future.job.meta["outcome"] == "timed out"
+        # Not the Job's deadline, which would count the time the pod waited for a node too.
+        assert api.job(future.job_id).spec.active_deadline_seconds is None
     finally:
         api.delete(future.job_id)
+
+
+def test_time_waiting_for_a_node_is_not_running_time(k8s):
+    # The node runs two one-core pods at once: six of these eight calls wait for a node longer
+    # than their 4 s limit. Only the call that runs past it times out.
+    fn = cluster(profile=k8s, cores=1, time="00:00:04")(sleep_for)
+    futures = fn.map([2, 2, 60, 2, 2, 2, 2, 2])
+    outcomes = []
+    for future in futures:
+        try:
+            outcomes.append(future.result(timeout=300))
+        except JobTimeoutError:
+            outcomes.append("timeout")
+    assert outcomes == ["woke", "woke", "timeout", "woke", "woke", "woke", "woke", "woke"]
 
 
 def test_an_image_that_cannot_start_fails_after_the_grace_period(k8s, api):

@@ -655,15 +655,14 @@ class KubernetesBackend(Backend):
         return status.latest_pod(self._current(job_id)[1])
 
     def allocation(self, job_id: str) -> Allocation | None:
-        """From the pod's spec as the API server stored it: its container's limits, its node, the Job's deadline."""
+        """From the pod's spec as the API server stored it: its container's limits, its node, and the
+        time limit its runner was given."""
         pod = self._pod_of(job_id)
         if pod is None:
             return None
         cores, memory = status.allocated(pod)
-        tracked = self._record(job_id)
-        deadline = ((tracked.final_job if tracked else None) or {}).get("spec", {}).get("activeDeadlineSeconds")
         node = pod.get("spec", {}).get("nodeName")
-        return Allocation(cores=cores, memory=memory, time_limit=deadline, nodes=(node,) if node else ())
+        return Allocation(cores=cores, memory=memory, time_limit=status.time_limit(pod), nodes=(node,) if node else ())
 
     def metrics(self, job: Job) -> JobMetrics | None:
         """Times and exit code from the pod's status; peak memory from the runner's own record."""

@@ -240,8 +240,8 @@ def job(
         "backoffLimit": settings.backoff_limit,
         "template": {"metadata": {"labels": job_labels}, "spec": pod},
     }
-    if spec.resources.time:
-        job_spec["activeDeadlineSeconds"] = spec.resources.time
+    # No activeDeadlineSeconds: it counts from the Job's start, time spent waiting for a node
+    # included. The runner holds the call to its time limit (CLUSTRIX_TIME_LIMIT) itself.
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -194,3 +194,11 @@ def allocated(pod: Object) -> tuple[int | None, int | None]:
     if "memory" in limits:
         memory = int(parse_quantity(limits["memory"]))
     return cores, memory
+
+
+def time_limit(pod: Object) -> int | None:
+    """The time limit, in seconds, the pod's runner holds its call to (its CLUSTRIX_TIME_LIMIT)."""
+    value = next(
+        (v.get("value") for v in _container_spec(pod).get("env", []) if v.get("name") == "CLUSTRIX_TIME_LIMIT"), None
+    )
+    return int(value) if value and value.isdigit() else None
