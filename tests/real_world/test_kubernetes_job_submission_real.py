@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -534,6 +535,35 @@ def test_time_waiting_for_a_node_is_not_running_time(k8s):
         except JobTimeoutError:
             outcomes.append("timeout")
     assert outcomes == ["woke", "woke", "timeout", "woke", "woke", "woke", "woke", "woke"]
+
+
+ORPHANING_CLIENT = """
+import os, sys
+from clustrix import cluster
+
+@cluster(profile=sys.argv[1], cores=1)
+def slow_double(x):
+    import time
+    time.sleep(3)
+    return 2 * x
+
+single = slow_double.submit(21)
+mapped = slow_double.map([1, 2, 3])
+print(single.job_id, *[f.job_id for f in mapped], flush=True)
+os.kill(os.getpid(), 9)  # no clean-up of any kind, as a killed notebook kernel
+"""
+
+
+def test_a_killed_clients_jobs_are_collected_and_cleaned_by_a_new_process(k8s, api):
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHANING_CLIENT, k8s], capture_output=True, text=True, timeout=120, env=dict(os.environ)
+    )
+    assert out.returncode == -9, out.stderr
+    ids = out.stdout.split()
+    assert len(ids) == 4 and all(api.job(name) is not None for name in ids)
+    assert [clustrix.attach(name).result(timeout=180) for name in ids] == [42, 2, 4, 6]
+    for name in ids:
+        wait_for(lambda n=name: api.job(n) is None and not api.secrets(n), 60, f"{name} and its Secrets to go")
 
 
 def test_an_image_that_cannot_start_fails_after_the_grace_period(k8s, api):

@@ -127,6 +127,10 @@ class Backend(abc.ABC):
     def check(self) -> str:
         """Probe the scheduler; a one-line description, or BackendUnavailableError."""
 
+    def follow(self, job_ids: Sequence[str]) -> None:  # noqa: B027 - most backends ask by id alone
+        """Jobs another client submitted that this one now collects (``clustrix.attach``): a backend
+        that keeps state per job of its own takes these on as its own."""
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing open
         """Release what the backend holds; jobs already submitted keep running."""
 

@@ -308,6 +308,7 @@ class ClusterSession:
         with self._lock:
             self._futures[key] = future
         self._log.info("job attached", job_id=job_id, key=key, name=name)
+        self.backend.follow([job_id])
         self.monitor.watch([job])
         return future
 

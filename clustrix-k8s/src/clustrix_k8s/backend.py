@@ -70,7 +70,6 @@ class Tracked:
     key: str
     directory: str
     created: float
-    deadline: int | None
     status: JobStatus = attrs.field(factory=lambda: JobStatus(JobState.PENDING, reason="submitted"))
     seen: bool = False
     cancelled: bool = False
@@ -232,9 +231,7 @@ class KubernetesBackend(Backend):
         now = time.monotonic()
         with self._lock:
             for job, name, _, _ in prepared:
-                self._tracked[name] = Tracked(
-                    name=name, key=job.key, directory=job.directory, created=now, deadline=job.spec.resources.time
-                )
+                self._tracked[name] = Tracked(name=name, key=job.key, directory=job.directory, created=now)
         pool = self._executor()
         futures = [pool.submit(self._create, name, secrets, body) for _, name, secrets, body in prepared]
         concurrent.futures.wait(futures)
@@ -344,6 +341,38 @@ class KubernetesBackend(Backend):
             statuses[job_id] = self._direct_status(job_id)
         return statuses
 
+    def follow(self, job_ids: Sequence[str]) -> None:
+        """Jobs another client created (it died): relabelled as this client's, pods too, so this
+        client's watch sees them, and it collects and cleans them up as its own."""
+        self._ensure_watching()
+        relabel = {"metadata": {"labels": {manifest.CLIENT_LABEL: self.client_id}}}
+        for name in job_ids:
+            code, job = self._request("read job", self._batch.read_namespaced_job, name, self.namespace, ok=(404,))
+            if code == 404:
+                continue  # gone: the poll says so
+            key = (job["metadata"].get("annotations") or {}).get(manifest.KEY_ANNOTATION)
+            if not key:
+                continue  # not a clustrix Job: the poll reports it as any other client's
+            with self._lock:
+                # Its Secrets may not belong to it (ownerReferences): cleaning deletes them by name.
+                self._tracked.setdefault(
+                    name,
+                    Tracked(name, key, self.job_directory(key), created=time.monotonic(), owned=False),
+                )
+            self._request("relabel job", self._batch.patch_namespaced_job, name, self.namespace, relabel, ok=(404,))
+            _, pods = self._request(
+                "list pods",
+                self._core.list_namespaced_pod,
+                self.namespace,
+                label_selector=f"{manifest.JOB_LABEL}={name}",
+            )
+            for pod in pods.get("items") or []:
+                if status.owned_by(pod, job):
+                    pod_name = pod["metadata"]["name"]
+                    self._request(
+                        "relabel pod", self._core.patch_namespaced_pod, pod_name, self.namespace, relabel, ok=(404,)
+                    )
+
     def cancel(self, job_ids: Sequence[str]) -> None:
         targets = []
         with self._lock:
@@ -449,8 +478,12 @@ class KubernetesBackend(Backend):
         return now - self._first_seen.setdefault(what, now)
 
     def _current(self, name: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The Job, and the pods its controller made for it: matched by the Job's uid, not by labels
+        (which any pod may carry)."""
         with self._lock:
-            return self._jobs.get(name), [self._pods[p] for p in self._pods_by_job.get(name, ()) if p in self._pods]
+            job = self._jobs.get(name)
+            pods = [self._pods[p] for p in self._pods_by_job.get(name, ()) if p in self._pods]
+        return job, [pod for pod in pods if job is not None and status.owned_by(pod, job)]
 
     def _refresh(self, name: str) -> None:
         """Work out one tracked job's state from the cache; hand a job that ended to a collector."""
@@ -632,7 +665,7 @@ class KubernetesBackend(Backend):
         _, pods = self._request(
             "list pods", self._core.list_namespaced_pod, self.namespace, label_selector=f"{manifest.JOB_LABEL}={name}"
         )
-        return status.job_status(job, pods.get("items") or [])
+        return status.job_status(job, [pod for pod in pods.get("items") or [] if status.owned_by(pod, job)])
 
     # -- the validator's questions -----------------------------------------------------------------
 

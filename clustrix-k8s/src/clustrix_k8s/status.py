@@ -202,3 +202,12 @@ def time_limit(pod: Object) -> int | None:
         (v.get("value") for v in _container_spec(pod).get("env", []) if v.get("name") == "CLUSTRIX_TIME_LIMIT"), None
     )
     return int(value) if value and value.isdigit() else None
+
+
+def owned_by(pod: Object, job: Object) -> bool:
+    """The Job's controller made the pod: its controlling owner is that Job (by uid)."""
+    uid = job.get("metadata", {}).get("uid")
+    return any(
+        ref.get("uid") == uid and ref.get("kind") == "Job" and ref.get("controller")
+        for ref in pod.get("metadata", {}).get("ownerReferences") or ()
+    )
