@@ -12,12 +12,36 @@ import attrs
 import pytest
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # scripts/test runs the tests of different clusters side by side (pytest-xdist, one group per
-    # cluster: xdist_group marks in tests/real_world), then the tests marked alone by themselves.
-    config.addinivalue_line(
-        "markers", "alone: stops a daemon that other tests use: run by itself, not beside other tests"
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster-group",
+        default=None,
+        help="run only the tests of this cluster group (their cluster_group mark; 'core': those without one)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # scripts/test runs each cluster group's tests in a pytest of its own, side by side (most of a
+    # real-world test's time is spent waiting on its scheduler), then the tests marked alone.
+    config.addinivalue_line(
+        "markers", "cluster_group(name): the test uses that group's cluster: run in order with the group's others"
+    )
+    config.addinivalue_line(
+        "markers", "alone: stops a daemon that tests of other groups use: run by itself, not beside them"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    group = config.getoption("--cluster-group")
+    if group is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        mark = item.get_closest_marker("cluster_group")
+        (keep if (mark.args[0] if mark else "core") == group else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -57,16 +81,16 @@ def _toml(value: object) -> str:
     return str(value)
 
 
-# The xdist group of each test profile's cluster (scripts/test runs different groups side by side).
-# The PBS tests remove what they find new in their profile's workdir, and OpenPBS's check its
-# whole queue: a test on one of those profiles must run in that group, not beside it.
+# The cluster group of each test profile (scripts/test runs the groups side by side). A group's
+# tests share its daemons and queues: the PBS tests remove what they find new in their profile's
+# workdir, OpenPBS's check its whole queue, and Slurm main's two cores run the Torque wrapper's jobs.
 CLUSTER_GROUPS = {
-    "local": "local",
+    "local": "core",
     "ssh-local": "ssh",
     "ssh-remote": "ssh",
     "slurm": "slurm",
     "slurm-noacct": "slurm",
-    "pbs": "pbs-torque",
+    "pbs": "slurm",
     "pbs-pro": "pbspro",
     "sge": "sge",
     "kubernetes": "k8s",
@@ -74,8 +98,8 @@ CLUSTER_GROUPS = {
 
 
 def on_each_cluster(*profiles: str) -> list:
-    """``profiles`` as parameters, each marked with its cluster's xdist group."""
-    return [pytest.param(profile, marks=pytest.mark.xdist_group(CLUSTER_GROUPS[profile])) for profile in profiles]
+    """``profiles`` as parameters, each marked with its cluster's group."""
+    return [pytest.param(profile, marks=pytest.mark.cluster_group(CLUSTER_GROUPS[profile])) for profile in profiles]
 
 
 def wait_for(predicate, timeout: float, what: str):

@@ -84,11 +84,14 @@ stop_pidfile() {
 
 stop_daemon() { stop_pidfile "$STATE/run/$1.pid"; }
 
-# wait_for SECONDS CMD...: retry CMD until it succeeds or the time is up.
+# wait_for SECONDS CMD...: retry CMD (quietly) until it succeeds or SECONDS have passed, by the
+# clock rather than by a count of tries: each try may take its time on a busy machine.
 wait_for() {
-    local limit=$1 i; shift
-    for i in $(seq $((limit * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-    return 1
+    local end=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
+    done
 }
 
 # write_if_changed FILE MODE < content: replace FILE (creating its directory) only when its content

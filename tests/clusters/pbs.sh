@@ -121,16 +121,8 @@ EOF
 # _pbs_state ID: the one-letter Torque state of a job from `qstat ID` (empty once Slurm forgot it).
 _pbs_state() { _pbs qstat "$1" 2>/dev/null | awk -v id="$1" '$1 == id {print $5}'; }
 
-# _pbs_wait_done ID SECONDS: until qstat shows the job C (completed, failed or cancelled).
-_pbs_wait_done() {
-    local id=$1 limit=$2 i st
-    for i in $(seq $((limit * 5))); do
-        st=$(_pbs_state "$id")
-        [ "$st" = C ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
+# _pbs_done ID: qstat shows the job C (completed, failed or cancelled).
+_pbs_done() { [ "$(_pbs_state "$1")" = C ]; }
 
 _pbs_smoke() {
     local out="$PBS_DIR/smoke" id f i user
@@ -153,7 +145,7 @@ EOF
         [[ $id =~ ^[0-9]+$ ]] || die "pbs: qsub as $user printed '$id', not a job id"
         _pbs qstat -f "$id" 2>&1 | grep -q "^Job Id:[[:space:]]*$id\$" \
             || die "pbs: qstat -f $id does not show the job: $(_pbs qstat -f "$id" 2>&1)"
-        _pbs_wait_done "$id" 60 || die "pbs: job $id not done after 60s (state '$(_pbs_state "$id")')"
+        wait_for 60 _pbs_done "$id" || die "pbs: job $id not done after 60s (state '$(_pbs_state "$id")')"
         wait_for 10 grep -q "^ok $user PBS_JOBID=$id PBS_JOBNAME=pbs-smoke " "$out/single-$user.out" \
             || die "pbs: job $id output lacks PBS_JOBID=$id (is $PBS_PLUGSTACK read?): $(cat "$out/single-$user.out" 2>&1)"
     done
@@ -171,7 +163,7 @@ EOF
     id=$(cd "$out" && _pbs qsub -h -o "$out/held.out" -e "$out/held.err" "$out/job.sh" 2>&1) \
         || die "pbs: qsub -h failed: $id"
     _pbs qdel "$id" >/dev/null 2>&1 || die "pbs: qdel $id failed"
-    _pbs_wait_done "$id" 30 || die "pbs: job $id still '$(_pbs_state "$id")' 30s after qdel"
+    wait_for 30 _pbs_done "$id" || die "pbs: job $id still '$(_pbs_state "$id")' 30s after qdel"
     f=$(SLURM_CONF=$PBS_SLURM_CONF scontrol show job -o "$id" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p')
     [ "$f" = CANCELLED ] || die "pbs: job $id is '$f' after qdel, expected CANCELLED"
     rm -f "$out"/*.out "$out"/*.err

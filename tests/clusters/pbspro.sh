@@ -426,7 +426,7 @@ _pbspro_start() {
     _pbspro_alive "$name" && return 0
     _pbspro_in_ns "$@" </dev/null >>"$STATE/log/pbspro-$name.log" 2>&1 \
         || die "pbspro: starting $name failed (see $STATE/log/pbspro-$name.log and $PBSPRO_HOME/*_logs)"
-    _pbspro_until 30 _pbspro_alive "$name" \
+    wait_for 30 _pbspro_alive "$name" \
         || die "pbspro: $name does not run after start (see $STATE/log/pbspro-$name.log and $PBSPRO_HOME/*_logs)"
     log "pbspro: $name started (pid $(_pbspro_pid "$name"))"
 }
@@ -458,7 +458,7 @@ _pbspro_start_all() {
         _pbspro_alive server || _pbspro_alive postgres || rm -f "$(_pbspro_lock postgres)"
         _pbspro_start server "$prefix/sbin/pbs_server"
     fi
-    _pbspro_until 30 _pbspro_qmgr -c "list server" || die "pbspro: the server does not answer qmgr (see $PBSPRO_HOME/server_logs)"
+    wait_for 30 _pbspro_qmgr -c "list server" || die "pbspro: the server does not answer qmgr (see $PBSPRO_HOME/server_logs)"
     _pbspro_start sched "$prefix/sbin/pbs_sched"
     _pbspro_start_mom "$prefix"
 }
@@ -502,16 +502,6 @@ EOF
         _pbspro_qmgr -c "set node $PBSPRO_HOSTNAME resources_available.mem = $PBSPRO_MEM" >/dev/null \
             || die "pbspro: qmgr: cannot set the node's mem"
     fi
-}
-
-# _pbspro_until SECONDS CMD...: retry CMD until it succeeds or the time is up (by the clock, not by a
-# count of tries: each try here starts processes that take their time on a busy machine).
-_pbspro_until() {
-    local end=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.2
-    done
 }
 
 # _pbspro_memcg: a cgroup v1 memory controller is mounted (what the cgroup hook needs).
@@ -602,7 +592,7 @@ _pbspro_start_mom() {
 # A node that the mom offlined for a hook error (fail_action) is put back once the mom runs the good one.
 _pbspro_mom_hook_current() {
     local prefix=$1
-    _pbspro_until 60 _pbspro_mom_has_hook || die "pbspro: the mom did not get the pbs_cgroups hook (see $PBSPRO_HOME/mom_logs)"
+    wait_for 60 _pbspro_mom_has_hook || die "pbspro: the mom did not get the pbs_cgroups hook (see $PBSPRO_HOME/mom_logs)"
     [ "$(_pbspro_mom_hook_sum)" = "$(cat "$PBSPRO_DIR/mom-started-with-hook" 2>/dev/null)" ] && return 1
     log "pbspro: restarting the mom for its new pbs_cgroups hook"
     _pbspro_stop mom 10
@@ -626,16 +616,11 @@ for jid, j in json.load(sys.stdin).get("Jobs", {}).items():
     print(jid, j.get("job_state", "?"), j.get("Exit_status", "-"))'
 }
 
-# _pbspro_wait_finished ID SECONDS [QSTAT ARGS]: until every job qstat -x names is F (finished).
-_pbspro_wait_finished() {
-    local id=$1; shift
-    local end=$((SECONDS + $1)) out; shift
-    while [ "$SECONDS" -lt "$end" ]; do
-        out=$(_pbspro_jobs "$@" "$id")
-        if [ -n "$out" ] && awk '$2 != "F" {bad = 1} END {exit bad}' <<<"$out"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
+# _pbspro_finished ID [QSTAT ARGS]: every job qstat -x names is F (finished).
+_pbspro_finished() {
+    local id=$1 out; shift
+    out=$(_pbspro_jobs "$@" "$id")
+    [ -n "$out" ] && awk '$2 != "F" {bad = 1} END {exit bad}' <<<"$out"
 }
 
 _pbspro_smoke() {
@@ -662,10 +647,10 @@ EOF
             timeout 30 "$PBSPRO_BIN/qsub" -o "$out/single-$user.out" -e "$out/single-$user.err" "$out/job.sh" 2>&1) \
             || die "pbspro: qsub as $user failed: $id"
         [[ $id =~ ^[0-9]+\.$PBSPRO_HOSTNAME$ ]] || die "pbspro: qsub as $user printed '$id', not N.$PBSPRO_HOSTNAME"
-        _pbspro_wait_finished "$id" 60 || die "pbspro: job $id not finished after 60s: $(_pbspro_jobs "$id")"
+        wait_for 60 _pbspro_finished "$id" || die "pbspro: job $id not finished after 60s: $(_pbspro_jobs "$id")"
         jobs=$(_pbspro_jobs "$id")
         [ "$jobs" = "$id F 0" ] || die "pbspro: job $id of $user: '$jobs', expected '$id F 0'"
-        _pbspro_until 10 grep -q "^ok $user PBS_JOBID=$id " "$out/single-$user.out" \
+        wait_for 10 grep -q "^ok $user PBS_JOBID=$id " "$out/single-$user.out" \
             || die "pbspro: job $id output lacks PBS_JOBID=$id: $(cat "$out/single-$user.out" 2>&1)"
         log "pbspro: smoke: $user's job $id finished, Exit_status 0, in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')s"
     done
@@ -674,11 +659,11 @@ EOF
     id=$(cd "$out" && timeout 30 "$PBSPRO_BIN/qsub" -J 0-1 -o "$out/array.^array_index^.out" \
         -e "$out/array.^array_index^.err" "$out/job.sh" 2>&1) || die "pbspro: qsub -J 0-1 failed: $id"
     [[ $id =~ ^[0-9]+\[\]\.$PBSPRO_HOSTNAME$ ]] || die "pbspro: qsub -J 0-1 printed '$id', not N[].$PBSPRO_HOSTNAME"
-    _pbspro_wait_finished "$id" 60 -t || die "pbspro: array $id not finished after 60s: $(_pbspro_jobs -t "$id")"
+    wait_for 60 _pbspro_finished "$id" -t || die "pbspro: array $id not finished after 60s: $(_pbspro_jobs -t "$id")"
     for i in 0 1; do
         jobs=$(_pbspro_jobs "${id/\[\]/[$i]}")
         [ "$jobs" = "${id/\[\]/[$i]} F 0" ] || die "pbspro: subjob $i of $id: '$jobs', expected finished with Exit_status 0"
-        _pbspro_until 10 grep -q "^ok root PBS_JOBID=${id/\[\]/\\[$i\\]} PBS_ARRAY_INDEX=$i\$" "$out/array.$i.out" \
+        wait_for 10 grep -q "^ok root PBS_JOBID=${id/\[\]/\\[$i\\]} PBS_ARRAY_INDEX=$i\$" "$out/array.$i.out" \
             || die "pbspro: subjob $i of $id wrote: $(cat "$out/array.$i.out" 2>&1)"
     done
     log "pbspro: smoke: array $id ran subjobs ${id/\[\]/[0]} and ${id/\[\]/[1]}"
@@ -687,7 +672,7 @@ EOF
     id=$(cd "$out" && timeout 30 "$PBSPRO_BIN/qsub" -h -o "$out/held.out" -e "$out/held.err" "$out/job.sh" 2>&1) \
         || die "pbspro: qsub -h failed: $id"
     timeout 30 "$PBSPRO_BIN/qdel" "$id" || die "pbspro: qdel $id failed"
-    _pbspro_wait_finished "$id" 30 || die "pbspro: held job $id not finished 30s after qdel: $(_pbspro_jobs "$id")"
+    wait_for 30 _pbspro_finished "$id" || die "pbspro: held job $id not finished 30s after qdel: $(_pbspro_jobs "$id")"
     [ ! -e "$out/held.out" ] || die "pbspro: held job $id ran (it wrote $out/held.out)"
     log "pbspro: smoke: held job $id ended by qdel"
 
@@ -700,7 +685,7 @@ EOF
         chmod 755 "$out/mem.sh"
         id=$(cd "$out" && timeout 30 "$PBSPRO_BIN/qsub" -l select=1:ncpus=1:mem=64mb -j oe -o "$out/mem.out" "$out/mem.sh" 2>&1) \
             || die "pbspro: qsub -l select=1:ncpus=1:mem=64mb failed: $id"
-        _pbspro_wait_finished "$id" 60 || die "pbspro: job $id not finished after 60s: $(_pbspro_jobs "$id")"
+        wait_for 60 _pbspro_finished "$id" || die "pbspro: job $id not finished after 60s: $(_pbspro_jobs "$id")"
         jobs=$(_pbspro_jobs "$id")
         [ "$jobs" = "$id F 137" ] \
             || die "pbspro: job $id, 256 MB with mem=64mb: '$jobs', expected '$id F 137' (killed): $(cat "$out/mem.out" 2>&1)"
@@ -754,7 +739,7 @@ pbspro_up() {
     # A smoke round when anything was (re)made or (re)started now, or the last round did not pass.
     [ -n "$fresh" ] && rm -f "$PBSPRO_DIR/smoke.passed"
     if [ ! -f "$PBSPRO_DIR/smoke.passed" ]; then
-        _pbspro_until 30 _pbspro_node_up || die "pbspro: node $PBSPRO_HOSTNAME is not free: $("$PBSPRO_BIN/pbsnodes" -a 2>&1 | head -5)"
+        wait_for 30 _pbspro_node_up || die "pbspro: node $PBSPRO_HOSTNAME is not free: $("$PBSPRO_BIN/pbsnodes" -a 2>&1 | head -5)"
         _pbspro_smoke
         touch "$PBSPRO_DIR/smoke.passed"
     fi
@@ -789,7 +774,7 @@ pbspro_down() {
             log "pbspro: ending processes left in $PBSPRO_NETNS:$(for p in $pids; do printf ' %s(%s)' "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"; done)"
             # shellcheck disable=SC2086
             kill $pids 2>/dev/null || true
-            if ! _pbspro_until 5 _pbspro_ns_empty; then
+            if ! wait_for 5 _pbspro_ns_empty; then
                 # shellcheck disable=SC2046
                 kill -9 $(_pbspro_ns_pids) 2>/dev/null || true
             fi
@@ -814,7 +799,7 @@ _pbspro_delete_jobs() {
     log "pbspro: deleting the jobs that have not finished: $ids"
     # shellcheck disable=SC2086
     _pbspro_in_ns timeout 30 "$PBSPRO_BIN/qdel" -W force $ids >/dev/null 2>&1 || true
-    _pbspro_until 20 _pbspro_no_jobs || log "pbspro: jobs still there after qdel: $(_pbspro_in_ns "$PBSPRO_BIN/qselect" 2>&1 | tr '\n' ' ')"
+    wait_for 20 _pbspro_no_jobs || log "pbspro: jobs still there after qdel: $(_pbspro_in_ns "$PBSPRO_BIN/qselect" 2>&1 | tr '\n' ' ')"
 }
 
 _pbspro_no_jobs() { [ -z "$(_pbspro_in_ns timeout 30 "$PBSPRO_BIN/qselect" 2>/dev/null)" ]; }

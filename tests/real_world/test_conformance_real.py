@@ -41,7 +41,7 @@ def run_script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.xdist_group("ssh")
+@pytest.mark.cluster_group("ssh")
 def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
     cluster_profile("ssh-local")
     report = tmp_path / "run.json"
@@ -66,7 +66,7 @@ def test_runner_script_checks_runs_and_reports(cluster_profile, tmp_path):
     assert len(data["tests"]) == 4 and all(t["outcome"] == "passed" and t["job_ids"] for t in data["tests"])
 
 
-@pytest.mark.xdist_group("slurm")
+@pytest.mark.cluster_group("slurm")
 def test_runner_script_writes_an_html_report_that_a_browser_renders(cluster_profile, open_in_chromium, tmp_path):
     cluster_profile("slurm")
     report, page = tmp_path / "run.json", tmp_path / "run.html"
@@ -136,7 +136,7 @@ def test_test_system_self_check():
     assert out.stdout.count("ok    ") == 6
 
 
-@pytest.mark.xdist_group("ssh")
+@pytest.mark.cluster_group("ssh")
 def test_runner_script_counts_a_run_of_no_tests_as_a_failure_when_clusters_are_required(cluster_profile, tmp_path):
     cluster_profile("ssh-local")
     out = run_script(

@@ -22,7 +22,7 @@ from clustrix import JobState, cluster
 from clustrix.api import ClusterFunction
 from tests.conftest import profile_table, use_variant, wait_for
 
-pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("slurm")]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"

@@ -41,7 +41,7 @@ from clustrix.errors import (
 from tests import checkpoint_cases
 from tests.conftest import profile_table, wait_for
 
-pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("k8s")]
+pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("k8s")]
 
 # Job functions travel by value: the pod has Python, cloudpickle and numpy, not this module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -39,7 +39,7 @@ from clustrix.errors import (
     JobTimeoutError,
     SubmissionError,
 )
-from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for, with_marker
+from tests.conftest import kill_workers_mid_map, on_each_cluster, profile_table, use_variant, wait_for, with_marker
 from tests.real_world.test_faults_real import client
 
 pytestmark = [pytest.mark.real_world]
@@ -59,14 +59,8 @@ def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
 
 
-# Each PBS in its own xdist group: the Torque wrapper's tests share Slurm main's two cores with the
-# Slurm tests, and the OpenPBS tests check that server's whole queue.
-@pytest.fixture(
-    params=[
-        pytest.param(TORQUE, marks=pytest.mark.xdist_group("pbs-torque")),
-        pytest.param(PRO, marks=pytest.mark.xdist_group("pbspro")),
-    ]
-)
+# The Torque wrapper runs on Slurm main: its tests are the Slurm group's (tests/conftest.py).
+@pytest.fixture(params=on_each_cluster(TORQUE, PRO))
 def pbs(request: pytest.FixtureRequest, cluster_profile, tmp_path: Path) -> Iterator[str]:
     name = cluster_profile(request.param)
     workdir = Path(profile_table(name)["workdir"])

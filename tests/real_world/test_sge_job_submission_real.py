@@ -36,7 +36,7 @@ from clustrix_sge import parse
 from tests import checkpoint_cases
 from tests.conftest import profile_table, use_variant, wait_for, with_marker
 
-pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("sge")]
+pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("sge")]
 
 # Job functions travel by value: the ssh test runs them as another user with another interpreter.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

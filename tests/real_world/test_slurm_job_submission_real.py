@@ -29,7 +29,7 @@ from clustrix.errors import ConfigError, JobOutOfMemoryError, JobTimeoutError, S
 from tests import checkpoint_cases
 from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for, with_marker
 
-pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("slurm")]
 
 # Job functions travel by value: the ssh test runs them as another user with another interpreter.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

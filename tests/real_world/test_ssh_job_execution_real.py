@@ -36,7 +36,7 @@ from clustrix import (
 from clustrix.transport import Transport
 from tests.conftest import profile_table, use_variant
 
-pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("ssh")]
+pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("ssh")]
 
 # Job functions defined here must travel by value: this test module is not installed on the hosts.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -477,6 +477,7 @@ def test_the_job_serves_and_connects_over_its_own_loopback(host):
 # -- faults and hostile input ---------------------------------------------------------------------------
 
 
+@pytest.mark.alone
 def test_client_reconnects_after_sshd_restart_and_dropped_connection(cluster_profile):
     profile = cluster_profile("ssh-local")
     address, port = profile_table(profile)["host"], profile_table(profile)["port"]

@@ -13,7 +13,7 @@ import pytest
 
 from tests import worker_cases
 
-pytestmark = [pytest.mark.real_world, pytest.mark.xdist_group("ssh")]
+pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("ssh")]
 
 cloudpickle.register_pickle_by_value(worker_cases)
 
