@@ -36,6 +36,7 @@ from clustrix.errors import (
     JobTimeoutError,
     ResultError,
     ResultMissingError,
+    SerializationError,
     SubmissionError,
 )
 from tests import checkpoint_cases
@@ -621,6 +622,14 @@ def test_a_payload_over_one_mib_is_split_across_secrets(k8s, api, tmp_path, monk
         assert len(api.secrets(future.job_id)) == 4
     finally:
         api.delete(future.job_id)
+
+
+def test_a_20_mb_argument_is_refused_at_the_documented_limit_or_round_trips_above_it(k8s, tmp_path, monkeypatch):
+    data = os.urandom(20 * 1024**2)
+    with pytest.raises(SerializationError, match="over max_payload_secrets=16; pass large data through a volume"):
+        cluster(profile=k8s, memory="500MB")(digest).submit(data)
+    profile = variant(tmp_path, monkeypatch, "k8s-large-payloads", max_payload_secrets=24)
+    assert cluster(profile=profile, memory="500MB")(digest)(data) == digest(data)
 
 
 def random_bytes(size: int) -> bytes:
