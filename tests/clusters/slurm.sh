@@ -192,6 +192,21 @@ _slurm_write_conf() {
     # busy sites do: clients must resolve vanished jobs from the runner's own record.
     local min_job_age=300
     [ "$name" = multi ] && min_job_age=2
+    # main enforces memory as sites do, with cgroups (cgroup.conf: ConstrainRAMSpace): a job over
+    # its memory is killed by the kernel at the limit and ends OUT_OF_MEMORY. noacct and multi keep
+    # the sampling OverMemoryKill (every 2 s): several slurmds of one host would share cgroup paths.
+    local proctrack=proctrack/linuxproc task=task/none cgroup_changed=0
+    if [ "$name" = main ]; then
+        proctrack=proctrack/cgroup task=task/cgroup
+        write_if_changed "$dir/cgroup.conf" 0644 <<EOF && cgroup_changed=1
+# Written by tests/clusters/slurm.sh: cluster main's memory limits, enforced by the kernel.
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainCores=no
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=no
+EOF
+    fi
     case $name in
         main)
             ctld_port=$SLURM_MAIN_CTLD_PORT
@@ -234,8 +249,8 @@ SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmdLogFile=$STATE/log/slurm-$name-node-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+ProctrackType=$proctrack
+TaskPlugin=$task
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=100
@@ -252,6 +267,7 @@ $nodes_line
 PartitionName=debug Nodes=$nodes Default=YES MaxTime=1:00:00 State=UP
 PartitionName=long Nodes=$nodes MaxTime=1-00:00:00 State=UP
 EOF
+    [ $? = 0 ] || [ "$cgroup_changed" = 1 ]
 }
 
 # ---------------------------------------------------------------- helpers that talk to a cluster

@@ -198,7 +198,29 @@ def test_memory_limit_kill_is_out_of_memory(slurm):
     with pytest.raises(JobOutOfMemoryError) as info:
         future.result(timeout=120)
     assert info.value.state is JobState.OUT_OF_MEMORY
-    assert scontrol_job(fn, future.job_id)["JobState"] == "FAILED"
+    # Slurm main enforces memory with cgroups, as sites do: the kernel kills at the limit.
+    assert scontrol_job(fn, future.job_id)["JobState"] == "OUT_OF_MEMORY"
+
+
+def allocate(megabytes: int) -> int:
+    return len(b"x" * (megabytes * 1024**2))
+
+
+def test_a_call_over_its_memory_is_killed_however_fast_it_returns(slurm):
+    # Sampled every 2 s (OverMemoryKill without cgroups), a call that allocates 2 GB and returns at
+    # once went unseen: memory="200MB" was no limit. The kernel's limit holds at any speed.
+    fn = cluster(profile=slurm, memory="200MB")(allocate)
+    with pytest.raises(JobOutOfMemoryError):
+        fn(2000)
+    assert fn(50) == 50 * 1024**2
+
+
+def test_a_map_call_over_the_clusters_default_memory_is_out_of_memory(slurm):
+    # No memory= asked: the cluster's default (DefMemPerCPU=100M) holds, for a worker's call too.
+    futures = cluster(profile=slurm)(allocate).map([400, 1])
+    with pytest.raises(JobOutOfMemoryError):
+        futures[0].result(timeout=120)
+    assert futures[1].result(timeout=120) == 1024**2
 
 
 def sleep_for(seconds: float) -> str:

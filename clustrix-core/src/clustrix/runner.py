@@ -540,11 +540,21 @@ _prctl = None
 
 
 def _oom_kills() -> int:
-    """How many processes the kernel has killed for memory in this process's cgroup (cgroup v2), else 0."""
+    """How many processes the kernel has killed for memory in this process's memory cgroup, else 0.
+
+    cgroup v2 counts them in ``memory.events``, v1 (the memory controller's own hierarchy) in
+    ``memory.oom_control``.
+    """
     try:
         with open("/proc/self/cgroup") as f:
-            path = next(line.split(":", 2)[2].strip() for line in f if line.startswith("0::"))
-        with open(f"/sys/fs/cgroup{path}/memory.events") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+        v1 = next((path for _, controllers, path in lines if "memory" in controllers.split(",")), None)
+        if v1 is not None:
+            where = f"/sys/fs/cgroup/memory{v1}/memory.oom_control"
+        else:
+            path = next(path for number, controllers, path in lines if number == "0" and not controllers)
+            where = f"/sys/fs/cgroup{path}/memory.events"
+        with open(where) as f:
             return next(int(line.split()[1]) for line in f if line.startswith("oom_kill "))
     except (OSError, StopIteration, ValueError, IndexError):
         return 0
