@@ -210,7 +210,9 @@ def test_resources_are_the_pods_requests_and_limits(k8s, api):
     limits = future.result(timeout=120)
     resources = pod.spec.containers[0].resources
     assert resources.requests == resources.limits == {"cpu": "1", "memory": str(200 * 1024**2)}
-    assert job.spec.active_deadline_seconds == 300 and job.spec.backoff_limit == 0
+    # The time limit is the runner's, not the Job's deadline (which would count pending time).
+    assert job.spec.active_deadline_seconds is None and job.spec.backoff_limit == 0
+    assert {e.name: e.value for e in pod.spec.containers[0].env}["CLUSTRIX_TIME_LIMIT"] == "300"
     assert pod.status.qos_class == "Guaranteed"
     # What the kernel enforces in the pod, not only what the API server stored.
     assert int(limits["memory"]) == 200 * 1024**2

@@ -43,7 +43,7 @@ from typing import ClassVar
 
 import attrs
 
-from clustrix import workers
+from clustrix import runner, workers
 from clustrix.backend import Backend, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.log import get_logger
@@ -332,9 +332,9 @@ class BatchBackend(Backend):
         lines += [extra if extra.startswith(prefix) else f"{prefix} {extra}" for extra in spec.resources.extra]
         return lines
 
-    def _time_limit_lines(self, spec: JobSpec) -> list[str]:
+    def _time_limit_lines(self, resources: Resources) -> list[str]:
         """The runner's own time limit (runner.run_limited), where the scheduler's is rounded up."""
-        limit = spec.resources.time
+        limit = resources.time
         return [f"export CLUSTRIX_TIME_LIMIT={limit}"] if limit and limit % self.time_granularity else []
 
     def _cores_line(self, spec: JobSpec) -> str:
@@ -352,7 +352,7 @@ class BatchBackend(Backend):
             *self.directives(chunk),
             f"export CLUSTRIX_JOB_ID={self.job_id_expression}",
             self._cores_line(spec),
-            *self._time_limit_lines(spec),
+            *self._time_limit_lines(spec.resources),
             *exports,
             *self.setup_lines(spec),
             run,
@@ -373,7 +373,7 @@ class BatchBackend(Backend):
             ),
             f"export CLUSTRIX_JOB_ID={self.task_id_expression}",
             self._cores_line(first.spec),
-            *self._time_limit_lines(first.spec),
+            *self._time_limit_lines(first.spec.resources),
             # This task's job directories, shell-quoted on its line of the tasks file.
             f'eval "set -- $(sed -n "{line}p" {shlex.quote(tasks)})"',
             # Setup's output belongs with the task's first call, where the client reads stderr.
@@ -421,7 +421,7 @@ class BatchBackend(Backend):
         tasks = self.pool.tasks_to_ask(calls)
         found = self.query(plain + tasks) if plain or tasks else {}
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
-        statuses = {job_id: found.get(job_id, unknown) for job_id in plain}
+        statuses = {job_id: self._timed_out_by_the_runner(job_id, found.get(job_id, unknown)) for job_id in plain}
         statuses.update(self.pool.statuses(calls, found))
         statuses.update(self._settle_held(statuses))
         with self.lock:
@@ -429,6 +429,17 @@ class BatchBackend(Backend):
             self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
         self._clean_batches(statuses)
         return statuses
+
+    def _timed_out_by_the_runner(self, job_id: str, status: JobStatus) -> JobStatus:
+        """TIMEOUT for a job whose runner killed its call at the exact limit (``_time_limit_lines``):
+        the scheduler saw the runner exit runner.TIMEOUT_EXIT, an ordinary failure to it."""
+        resources = self.resources_of(job_id)
+        if status.state is not JobState.FAILED or status.exit_code != runner.TIMEOUT_EXIT or resources is None:
+            return status
+        if not self._time_limit_lines(resources):
+            return status
+        reason = f"the runner killed the call at its time limit of {resources.time} s"
+        return JobStatus(JobState.TIMEOUT, reason=reason, exit_code=status.exit_code, nodes=status.nodes)
 
     def _settle_held(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
         """Release held jobs whose upstream all COMPLETED; cancel those with one that did not.

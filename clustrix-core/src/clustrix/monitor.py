@@ -107,20 +107,19 @@ class Monitor:
     def _handle(self, job: Job, status: JobStatus) -> bool:
         """Record one job's status and hand it to a collector if it ended; True when its state changed."""
         try:
-            if not status.state.finished:
-                return self.session.record(job, status)
-            # The collector records the end: the job's own files may tell it better (a timeout).
-            with self._wake:
-                self._jobs.pop(job.key, None)
-            self._collectors.submit(self._collect, job, status)
-            return True
+            changed = self.session.record(job, status)
+            if status.state.finished:
+                with self._wake:
+                    self._jobs.pop(job.key, None)
+                self._collectors.submit(self._collect, job)
+            return changed
         except Exception as exc:  # noqa: BLE001 - see the module docstring
             self._lost(job, exc)
             return True
 
-    def _collect(self, job: Job, status: JobStatus) -> None:
+    def _collect(self, job: Job) -> None:
         try:
-            self.session.finish(job, status)
+            self.session.finish(job)
         except BaseException as exc:  # noqa: BLE001 - a future must resolve, whatever a collector met
             self._lost(job, exc)
 

@@ -56,6 +56,9 @@ CALL_KILL_GRACE = 5
 CHECK_INTERVAL = 0.25
 # The exit code of a call that raised MemoryError, so a worker can tell it from other failures.
 MEMORY_ERROR_EXIT = 3
+# The exit code of a runner that killed a call at its own time limit (CLUSTRIX_TIME_LIMIT, see
+# run_limited), as timeout(1)'s: the backend that set the limit reports the job TIMEOUT.
+TIMEOUT_EXIT = 124
 # A checkpointable call that saved its state: CHECKPOINT_FILE holds the call to run next, and the
 # job ends with this code (EX_TEMPFAIL) for the client to submit it again.
 CHECKPOINT_FILE = "checkpoint.pkl"
@@ -600,13 +603,15 @@ def main(argv: list[str]) -> int:
     rank = int(os.environ.get("CLUSTRIX_RANK") or 0)
     limit = int(os.environ.get("CLUSTRIX_TIME_LIMIT") or 0)
     codes = run_limited(argv, rank, limit) if limit else [run_job(jobdir, rank) for jobdir in argv]
+    if TIMEOUT_EXIT in codes:
+        return TIMEOUT_EXIT
     return 0 if not any(codes) else 1
 
 
 def run_limited(jobdirs: list[str], rank: int, limit: int) -> list[int]:
     """Run the calls of ``jobdirs`` in order, all within ``limit`` seconds of now: the call running
     at the limit is killed (TERM, then KILL after CALL_KILL_GRACE), and it and the calls after it
-    are recorded as timed out (their meta's ``outcome``), for the client to raise JobTimeoutError.
+    are recorded as timed out (their meta's ``outcome``, and TIMEOUT_EXIT as their code).
 
     The limit is the runner's own, not the scheduler's: it holds to the second where a
     scheduler rounds limits up (Slurm: whole minutes) or counts pending time (Kubernetes).
@@ -628,11 +633,11 @@ def run_limited(jobdirs: list[str], rank: int, limit: int) -> list[int]:
             # Never started: a result of an earlier run (one that checkpointed) must not stand for it.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(jobdir, rank_file(RESULT_FILE, rank)))
-            killed, code = "TIMEOUT", 1
+            killed, code = "TIMEOUT", TIMEOUT_EXIT
         if killed == "TIMEOUT" and code != REQUEUE_EXIT:
             meta = {**_meta(rank, started), "end": _now(), "outcome": "timed out", "time_limit": limit}
             _write_atomic(os.path.join(jobdir, rank_file(META_FILE, rank)), json.dumps(meta, indent=1).encode())
-            code = 1
+            code = TIMEOUT_EXIT
         codes.append(code)
         if _told_to_end:
             break  # the job is ending: the calls after this one are not started

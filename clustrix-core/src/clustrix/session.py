@@ -323,9 +323,8 @@ class ClusterSession:
         self._fire("clustrix_job_state_changed", job=job, old=old, new=status.state)
         return True
 
-    def finish(self, job: Job, status: JobStatus) -> None:
-        """The job ended with ``status``: read its files, record its end as they tell it, fire the
-        event, clean up, then resolve its future."""
+    def finish(self, job: Job) -> None:
+        """The job ended: read its files, fire the event, clean up, then resolve its future."""
         try:
             ranks = range(job.spec.resources.tasks)
             job.metas = [self._read_meta(job, rank) for rank in ranks]
@@ -335,10 +334,11 @@ class ClusterSession:
             ]
             job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
             job.stderr_text = self._read_text(job, runner.STDERR_FILE)
-            self.record(job, _as_the_runner_tells(status, job.metas, results))
+            if job.state is JobState.UNKNOWN and all(result is not None for result in results):
+                # Gone from the queue, but the runner's own record says it ran to the end.
+                job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
             done = outcome(job, results, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
         except ClustrixError as exc:
-            self.record(job, status)
             done = Outcome(False, exception=exc)
         requeue = job.requeues < job.spec.max_requeues and not job.cancel_requested
         if done.checkpointed and requeue and job.state is not JobState.CANCELLED:
@@ -443,20 +443,6 @@ class ClusterSession:
             getattr(self._hook, hook_name)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - see docstring
             self._log.error("event hook failed", hook=hook_name, error=f"{type(exc).__name__}: {exc}")
-
-
-def _as_the_runner_tells(status: JobStatus, metas: list[dict | None], results: list[bytes | None]) -> JobStatus:
-    """How the job ended, where the runner's own records know better than the scheduler."""
-    timed_out = next((meta for meta in metas if meta and meta.get("outcome") == "timed out"), None)
-    if timed_out is not None and status.state is not JobState.TIMEOUT:
-        # The runner killed the call at its limit (runner.run_limited): the scheduler saw an
-        # ordinary exit, or its own rounded-up limit had not come yet.
-        reason = f"the runner killed the call at its time limit of {timed_out.get('time_limit')} s"
-        return JobStatus(JobState.TIMEOUT, reason=reason, exit_code=status.exit_code, nodes=status.nodes)
-    if status.state is JobState.UNKNOWN and all(result is not None for result in results):
-        # Gone from the queue, but the runner's own record says it ran to the end.
-        return JobStatus(JobState.COMPLETED, reason="resolved from the job's result file", nodes=status.nodes)
-    return status
 
 
 class _UnknownFunction:

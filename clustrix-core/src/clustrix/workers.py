@@ -277,6 +277,10 @@ class Launcher(Protocol):
         were launched by another client, and their states will be asked for."""
 
 
+# How many ended batches a pool remembers, for questions about their calls (``knows``).
+ENDED_BATCHES_KEPT = 1000
+
+
 class WorkerPool:
     """A backend's worker batches: submitted, followed (re-attached from records too), cancelled, cleaned."""
 
@@ -289,6 +293,8 @@ class WorkerPool:
         self._tasks_ended: dict[str, JobStatus] = {}
         # Each batch's calls: it is cleaned after the last one ended.
         self._unfinished = Leftovers()
+        # Batches followed here until all their calls ended (the newest ENDED_BATCHES_KEPT).
+        self._ended_batches: dict[str, None] = {}
         self.log = get_logger(cluster=backend.config.label)
 
     def submit(self, jobs: Sequence[StagedJob], size: int) -> list[str]:
@@ -383,11 +389,15 @@ class WorkerPool:
         return tasks
 
     def knows(self, job_id: str) -> bool:
-        """Whether the call's batch is followed here (adopted from its record if need be)."""
+        """Whether the call's batch is followed here (adopted from its record if need be), or was
+        until all its calls ended (its record may be gone with its directory)."""
         prefix = job_id.rpartition(SEPARATOR)[0]
+        with self.lock:
+            if prefix in self._ended_batches:
+                return True
         self.tasks_to_ask([job_id])
         with self.lock:
-            return prefix in self._batches
+            return prefix in self._batches or prefix in self._ended_batches
 
     def scheduler_job(self, job_id: str) -> str:
         """The worker task that claimed the call ``job_id`` or, before that, its batch's first."""
@@ -434,6 +444,9 @@ class WorkerPool:
             return
         with self.lock:
             del self._batches[prefix]
+            self._ended_batches[prefix] = None
+            while len(self._ended_batches) > ENDED_BATCHES_KEPT:
+                del self._ended_batches[next(iter(self._ended_batches))]
             left = [t for t in batch.tasks if t not in self._tasks_ended]
         self._end_idle(batch, self.backend.retire_workers, left)
         if self.backend.config.should_clean(succeeded):

@@ -342,8 +342,9 @@ class KubernetesBackend(Backend):
         return statuses
 
     def follow(self, job_ids: Sequence[str]) -> None:
-        """Jobs another client created (it died): relabelled as this client's, pods too, so this
-        client's watch sees them, and it collects and cleans them up as its own."""
+        """Jobs another client created (it died): relabelled as this client's, pods first, so this
+        client's watch follows them, and it collects and cleans them up as its own. The relabelled
+        objects go into the cache at once: a Job that already ended is collected with its pod."""
         self._ensure_watching()
         relabel = {"metadata": {"labels": {manifest.CLIENT_LABEL: self.client_id}}}
         for name in job_ids:
@@ -353,25 +354,36 @@ class KubernetesBackend(Backend):
             key = (job["metadata"].get("annotations") or {}).get(manifest.KEY_ANNOTATION)
             if not key:
                 continue  # not a clustrix Job: the poll reports it as any other client's
-            with self._lock:
-                # Its Secrets may not belong to it (ownerReferences): cleaning deletes them by name.
-                self._tracked.setdefault(
-                    name,
-                    Tracked(name, key, self.job_directory(key), created=time.monotonic(), owned=False),
-                )
-            self._request("relabel job", self._batch.patch_namespaced_job, name, self.namespace, relabel, ok=(404,))
-            _, pods = self._request(
-                "list pods",
-                self._core.list_namespaced_pod,
-                self.namespace,
-                label_selector=f"{manifest.JOB_LABEL}={name}",
-            )
+            ns, selector = self.namespace, f"{manifest.JOB_LABEL}={name}"
+            _, pods = self._request("list pods", self._core.list_namespaced_pod, ns, label_selector=selector)
+            relabelled = []
             for pod in pods.get("items") or []:
                 if status.owned_by(pod, job):
-                    pod_name = pod["metadata"]["name"]
-                    self._request(
-                        "relabel pod", self._core.patch_namespaced_pod, pod_name, self.namespace, relabel, ok=(404,)
+                    code, pod = self._request(
+                        "relabel pod",
+                        self._core.patch_namespaced_pod,
+                        pod["metadata"]["name"],
+                        self.namespace,
+                        relabel,
+                        ok=(404,),
                     )
+                    if code != 404:
+                        relabelled.append(pod)
+            code, job = self._request(
+                "relabel job", self._batch.patch_namespaced_job, name, self.namespace, relabel, ok=(404,)
+            )
+            if code == 404:
+                continue
+            with self._lock:
+                self._jobs[name] = job
+                for pod in relabelled:
+                    self._pods[pod["metadata"]["name"]] = pod
+                    self._pods_by_job[name].add(pod["metadata"]["name"])
+                # Its Secrets may not belong to it (ownerReferences): cleaning deletes them by name.
+                tracked = Tracked(name, key, self.job_directory(key), created=time.monotonic(), owned=False)
+                tracked.seen = True
+                self._tracked.setdefault(name, tracked)
+            self._refresh(name)
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         targets = []

@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from clustrix import runner
 from clustrix.state import JobState, JobStatus
 from clustrix_k8s.manifest import CONTAINER
 
@@ -169,6 +170,10 @@ def _failure(condition: Object, pods: Sequence[Object], pod: Object | None) -> J
             return JobStatus(
                 JobState.NODE_FAIL, reason=_words("Evicted", pod_status.get("message")), nodes=_node(candidate)
             )
+    limit = time_limit(pod) if pod is not None else None
+    if exit_code == runner.TIMEOUT_EXIT and limit:
+        reason = f"the runner killed the call at its time limit of {limit} s"
+        return JobStatus(JobState.TIMEOUT, reason=reason, exit_code=exit_code, nodes=node)
     detail = _words(ended.get("reason"), ended.get("message")) if ended else ""
     return JobStatus(JobState.FAILED, reason=_words(words, detail), exit_code=exit_code, nodes=node)
 

@@ -19,7 +19,7 @@ import shlex
 import threading
 from collections.abc import Sequence
 
-from clustrix import workers
+from clustrix import runner, workers
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.state import JobState, JobStatus
@@ -29,7 +29,7 @@ KILL_GRACE = 10
 # A worker's key is ``<batch><WORKER_SEPARATOR><worker>``: a job's key (a uuid) never holds it.
 WORKER_SEPARATOR = ":"
 # What job.sh and cancel record in a job's directory about one run of it.
-_RUN_RECORDS = ("pid", "exitcode", "oom", "cancelled")
+_RUN_RECORDS = ("pid", "exitcode", "timedout", "oom", "cancelled")
 
 # One fork per job, without job control, so setsid makes each job.sh its own group leader. A job
 # submitted again (a checkpoint to resume, maybe by another client) starts without its last run's
@@ -50,7 +50,8 @@ for d in "$@"; do
     case "$st" in ""|Z*) ;; *) alive=1;; esac
   fi
   if [ -f "$d/exitcode" ]; then
-    if [ -f "$d/oom" ]; then echo "oom $(cat "$d/exitcode")"
+    if [ -f "$d/timedout" ]; then echo "timeout $(cat "$d/exitcode")"
+    elif [ -f "$d/oom" ]; then echo "oom $(cat "$d/exitcode")"
     else echo "exit $(cat "$d/exitcode")"; fi
   elif [ -f "$d/cancelled" ]; then echo cancelled
   elif [ $alive = 1 ]; then echo running
@@ -274,6 +275,8 @@ class ProcessBackend(Backend):
         if batch_dir is None:
             # The runner holds the call to CLUSTRIX_TIME_LIMIT itself (see runner.run_limited).
             lines += [self.runner_line([job]), "rc=$?"]
+            if limit:
+                lines.append(f"if [ $rc -eq {runner.TIMEOUT_EXIT} ]; then : > {d}/timedout; fi")
         else:
             worker = [self.python_for(job.spec), f"{batch_dir}/runner.py", "--worker", batch_dir, job.key]
             lines += [shlex.join(worker), "rc=$?"]
@@ -285,6 +288,7 @@ class ProcessBackend(Backend):
 
 _STATUS_WORDS: dict[str, tuple[JobState, str]] = {
     "exit": (JobState.COMPLETED, ""),
+    "timeout": (JobState.TIMEOUT, "the runner killed the call at its time limit"),
     "oom": (JobState.OUT_OF_MEMORY, "MemoryError under the job's memory limit (RLIMIT_AS)"),
     "cancelled": (JobState.CANCELLED, "cancelled"),
     "lost": (JobState.NODE_FAIL, "the job's process vanished without an exit status"),
