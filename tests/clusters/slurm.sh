@@ -195,9 +195,10 @@ _slurm_write_conf() {
     # main enforces memory as sites do, with cgroups (cgroup.conf: ConstrainRAMSpace): a job over
     # its memory is killed by the kernel at the limit and ends OUT_OF_MEMORY. noacct and multi keep
     # the sampling OverMemoryKill (every 2 s): several slurmds of one host would share cgroup paths.
-    local proctrack=proctrack/linuxproc task=task/none cgroup_changed=0
+    local proctrack=proctrack/linuxproc task=task/none over_memory=JobAcctGatherParams=OverMemoryKill cgroup_changed=0
     if [ "$name" = main ]; then
-        proctrack=proctrack/cgroup task=task/cgroup
+        # slurmctld refuses both at once ("two incompatible memory enforcement mechanisms").
+        proctrack=proctrack/cgroup task=task/cgroup over_memory=
         write_if_changed "$dir/cgroup.conf" 0644 <<EOF && cgroup_changed=1
 # Written by tests/clusters/slurm.sh: cluster main's memory limits, enforced by the kernel.
 CgroupPlugin=cgroup/v1
@@ -260,7 +261,7 @@ KillWait=5
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=2
-JobAcctGatherParams=OverMemoryKill
+$over_memory
 $depend
 $acct
 $nodes_line
