@@ -32,6 +32,9 @@ STATES: dict[str, dict[str, JobState | None]] = {
         "E": JobState.RUNNING,
         "S": JobState.RUNNING,
         "C": None,
+        # Not Torque's own: Slurm's Torque wrapper says U for the Slurm states it has no letter for,
+        # all of them ends (OUT_OF_MEMORY, DEADLINE).
+        "U": None,
     },
     PRO: {
         "Q": JobState.PENDING,
