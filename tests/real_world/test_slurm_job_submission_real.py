@@ -210,7 +210,7 @@ def test_a_call_over_its_memory_is_killed_however_fast_it_returns(slurm):
     # Sampled every 2 s (OverMemoryKill without cgroups), a call that allocates 2 GB and returns at
     # once went unseen: memory="200MB" was no limit. The kernel's limit holds at any speed.
     fn = cluster(profile=slurm, memory="200MB")(allocate)
-    with pytest.raises(JobOutOfMemoryError):
+    with pytest.raises(JobOutOfMemoryError, match=r"asked 200M, Slurm's sampled peak \d+ MiB"):
         fn(2000)
     assert fn(50) == 50 * 1024**2
 
@@ -218,7 +218,7 @@ def test_a_call_over_its_memory_is_killed_however_fast_it_returns(slurm):
 def test_a_map_call_over_the_clusters_default_memory_is_out_of_memory(slurm):
     # No memory= asked: the cluster's default (DefMemPerCPU=100M) holds, for a worker's call too.
     futures = cluster(profile=slurm)(allocate).map([400, 1])
-    with pytest.raises(JobOutOfMemoryError):
+    with pytest.raises(JobOutOfMemoryError, match="during the call"):
         futures[0].result(timeout=120)
     assert futures[1].result(timeout=120) == 1024**2
 

@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import attrs
+
 from clustrix import convert
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError
 from clustrix.records import Allocation, JobMetrics
 from clustrix.resources import format_time
 from clustrix.spec import JobSpec
-from clustrix.state import JobStatus
+from clustrix.state import JobState, JobStatus
 from clustrix_slurm import parse
 
 _MAX_ARRAY = re.compile(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
@@ -205,7 +207,39 @@ class SlurmBackend(BatchBackend):
         if missing:
             found.update(self._squeue(missing))
         # slurmctld forgot them too: the array's own record is the last word left.
-        return {**ended_arrays, **found}
+        statuses = {**ended_arrays, **found}
+        killed = [job_id for job_id, status in statuses.items() if status.state is JobState.OUT_OF_MEMORY]
+        if killed and self.accounting:
+            statuses.update(self._memory_asked_and_used(killed, statuses))
+        return statuses
+
+    def _memory_asked_and_used(self, job_ids: list[str], statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
+        """Jobs killed for memory, their reasons saying what they asked for and what Slurm saw them
+        use (its sampled peak: a fast allocation is killed before a sample): one more sacct, of the
+        jobs' steps, only in a poll that saw such an end."""
+        argv = ["sacct", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,ReqMem,MaxRSS"]
+        try:
+            lines = self.run_query(argv, "reading memory use").splitlines()
+        except BackendUnavailableError:
+            return {}
+        asked: dict[str, str] = {}
+        used: dict[str, int] = {}
+        for fields in (line.split("|") for line in lines):
+            if len(fields) != 3:
+                continue
+            job_id, _, step = fields[0].partition(".")
+            if not step:
+                asked[job_id] = fields[1]
+            used[job_id] = max(used.get(job_id, 0), parse.slurm_memory(fields[2]) or 0)
+        return {
+            job_id: attrs.evolve(
+                statuses[job_id],
+                reason=f"{statuses[job_id].reason}; asked {asked[job_id]}, "
+                f"Slurm's sampled peak {used.get(job_id, 0) / 1024**2:.0f} MiB".lstrip("; "),
+            )
+            for job_id in job_ids
+            if job_id in asked
+        }
 
     def _bases(self, job_ids: Sequence[str]) -> str:
         return ",".join(sorted({parse.base_id(job_id) for job_id in job_ids}, key=int))
