@@ -218,7 +218,7 @@ def test_a_call_over_its_memory_is_killed_however_fast_it_returns(slurm):
 def test_a_map_call_over_the_clusters_default_memory_is_out_of_memory(slurm):
     # No memory= asked: the cluster's default (DefMemPerCPU=100M) holds, for a worker's call too.
     futures = cluster(profile=slurm)(allocate).map([400, 1])
-    with pytest.raises(JobOutOfMemoryError, match="during the call"):
+    with pytest.raises(JobOutOfMemoryError, match="out of memory inside its worker"):
         futures[0].result(timeout=120)
     assert futures[1].result(timeout=120) == 1024**2
 
