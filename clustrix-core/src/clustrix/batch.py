@@ -280,9 +280,11 @@ class BatchBackend(Backend):
             *([f"export CLUSTRIX_CALL_TIME={call_time}"] if call_time else []),
             *([f"export CLUSTRIX_WORKER_TIME={WORKER_TIME_FACTOR * call_time}"] if call_time else []),
             # "$1" is a directory of the task's own, as in an array task (its first job's): where
-            # a scheduler's setup lines keep the task's record.
+            # a scheduler's setup lines keep the task's record. Not mkdir -p: a worker that starts
+            # after its batch ended and was cleaned (its cancel came too late) must not make the
+            # batch directory again; it has nothing to claim and ends.
             f"set -- {shlex.quote(self.worker_directory(batch_dir, number, ''))}$(({self.task_index_variable}))",
-            'mkdir -p "$1"',
+            'mkdir "$1" 2>/dev/null || exit 0',
             *self.setup_lines(spec),
             shlex.join([self.python_for(spec), f"{batch_dir}/runner.py", "--worker", batch_dir])
             + ' "$CLUSTRIX_JOB_ID"',
@@ -294,9 +296,12 @@ class BatchBackend(Backend):
         return array_id, [self.task_id(array_id, first + index) for index in range(size)]
 
     def retire_workers(self, tasks: Sequence[str]) -> None:
-        """Nothing to do: the idle workers were cancelled once every call was claimed, and the
-        running ones end by themselves once nothing is left (a scheduler that cannot cancel
-        one task of an array ends them here)."""
+        """Cancel the workers not seen ended. The idle ones were cancelled once every call was
+        claimed, but a task that was just starting then may still be queued: started after its
+        batch directory is gone, it would fail to open its output (SGE then holds it in error
+        state for ever). A scheduler that cannot cancel one task of an array overrides this."""
+        if tasks:
+            self.cancel(list(tasks))
 
     def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
         """Nothing to do: the scheduler is asked about a worker task by its id alone."""
