@@ -337,10 +337,15 @@ class BatchBackend(Backend):
         lines += [extra if extra.startswith(prefix) else f"{prefix} {extra}" for extra in spec.resources.extra]
         return lines
 
-    def _time_limit_lines(self, resources: Resources) -> list[str]:
-        """The runner's own time limit (runner.run_limited), where the scheduler's is rounded up."""
+    def _runner_time_limit(self, resources: Resources) -> int | None:
+        """The time limit the runner holds the calls to itself (runner.run_limited): the job's,
+        where the scheduler would round it up."""
         limit = resources.time
-        return [f"export CLUSTRIX_TIME_LIMIT={limit}"] if limit and limit % self.time_granularity else []
+        return limit if limit and limit % self.time_granularity else None
+
+    def _time_limit_lines(self, resources: Resources) -> list[str]:
+        limit = self._runner_time_limit(resources)
+        return [f"export CLUSTRIX_TIME_LIMIT={limit}"] if limit else []
 
     def _cores_line(self, spec: JobSpec) -> str:
         return f"export CLUSTRIX_CORES=${{{self.cores_variable}:-{spec.resources.cores}}}"
@@ -436,15 +441,12 @@ class BatchBackend(Backend):
         return statuses
 
     def _timed_out_by_the_runner(self, job_id: str, status: JobStatus) -> JobStatus:
-        """TIMEOUT for a job whose runner killed its call at the exact limit (``_time_limit_lines``):
-        the scheduler saw the runner exit runner.TIMEOUT_EXIT, an ordinary failure to it."""
+        """TIMEOUT for a job whose runner held its calls to a limit of its own and killed one."""
+        if status.state is not JobState.FAILED or status.exit_code != runner.TIMEOUT_EXIT:
+            return status
         resources = self.resources_of(job_id)
-        if status.state is not JobState.FAILED or status.exit_code != runner.TIMEOUT_EXIT or resources is None:
-            return status
-        if not self._time_limit_lines(resources):
-            return status
-        reason = f"the runner killed the call at its time limit of {resources.time} s"
-        return JobStatus(JobState.TIMEOUT, reason=reason, exit_code=status.exit_code, nodes=status.nodes)
+        limit = self._runner_time_limit(resources) if resources is not None else None
+        return status.timed_out_by_the_runner(limit) if limit else status
 
     def _settle_held(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
         """Release held jobs whose upstream all COMPLETED; cancel those with one that did not.

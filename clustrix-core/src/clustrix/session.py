@@ -455,8 +455,7 @@ class _UnknownFunction:
 class _UnknownCheckpointable(_UnknownFunction):
     """Stands for a checkpointable function: its job script then lets the call checkpoint."""
 
-    def checkpoint(self, *_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("the function of a job attached from the journal is not known here")
+    checkpoint = _UnknownFunction.__call__
 
 
 _sessions: dict[ClusterConfig, ClusterSession] = {}

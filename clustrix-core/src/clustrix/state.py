@@ -39,3 +39,9 @@ class JobStatus:
     reason: str = ""
     exit_code: int | None = None
     nodes: str = ""
+
+    def timed_out_by_the_runner(self, limit: int) -> JobStatus:
+        """This ended job as TIMEOUT: its runner killed the call at its own ``limit`` (seconds) and
+        exited runner.TIMEOUT_EXIT, an ordinary failure to a scheduler that knows no such limit."""
+        reason = f"the runner killed the call at its time limit of {limit} s"
+        return JobStatus(JobState.TIMEOUT, reason=reason, exit_code=self.exit_code, nodes=self.nodes)

@@ -170,12 +170,10 @@ def _failure(condition: Object, pods: Sequence[Object], pod: Object | None) -> J
             return JobStatus(
                 JobState.NODE_FAIL, reason=_words("Evicted", pod_status.get("message")), nodes=_node(candidate)
             )
-    limit = time_limit(pod) if pod is not None else None
-    if exit_code == runner.TIMEOUT_EXIT and limit:
-        reason = f"the runner killed the call at its time limit of {limit} s"
-        return JobStatus(JobState.TIMEOUT, reason=reason, exit_code=exit_code, nodes=node)
     detail = _words(ended.get("reason"), ended.get("message")) if ended else ""
-    return JobStatus(JobState.FAILED, reason=_words(words, detail), exit_code=exit_code, nodes=node)
+    failed = JobStatus(JobState.FAILED, reason=_words(words, detail), exit_code=exit_code, nodes=node)
+    limit = time_limit(pod) if pod is not None else None
+    return failed.timed_out_by_the_runner(limit) if exit_code == runner.TIMEOUT_EXIT and limit else failed
 
 
 def _container_spec(pod: Object) -> Object:

@@ -231,15 +231,13 @@ class SlurmBackend(BatchBackend):
             if not step:
                 asked[job_id] = fields[1]
             used[job_id] = max(used.get(job_id, 0), parse.slurm_memory(fields[2]) or 0)
-        return {
-            job_id: attrs.evolve(
-                statuses[job_id],
-                reason=f"{statuses[job_id].reason}; asked {asked[job_id]}, "
-                f"Slurm's sampled peak {used.get(job_id, 0) / 1024**2:.0f} MiB".lstrip("; "),
-            )
-            for job_id in job_ids
-            if job_id in asked
-        }
+        explained = {}
+        for job_id in job_ids:
+            if job_id in asked:
+                said = f"asked {asked[job_id]}, Slurm's sampled peak {used[job_id] / 1024**2:.0f} MiB"
+                reason = "; ".join(part for part in (statuses[job_id].reason, said) if part)
+                explained[job_id] = attrs.evolve(statuses[job_id], reason=reason)
+        return explained
 
     def _bases(self, job_ids: Sequence[str]) -> str:
         return ",".join(sorted({parse.base_id(job_id) for job_id in job_ids}, key=int))
