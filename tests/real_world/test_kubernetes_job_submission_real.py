@@ -59,13 +59,39 @@ def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def k8s(cluster_profile):
-    yield cluster_profile("kubernetes")
+    profile = cluster_profile("kubernetes")
+    api = Api(profile_table(profile)["kubeconfig"])
+    before = clustrix_objects(api)
+    yield profile
     # A test that failed while its jobs still run must not leave them holding the node's CPUs.
     for session in list(clustrix.session._sessions.values()):
         if session.config.backend == "kubernetes":
             # An API server that is down (the restart test) leaves nothing to cancel with.
             with contextlib.suppress(BackendUnavailableError):
                 clustrix.cancel([f for f in list(session._futures.values()) if not f.done()])
+    # Nothing the test made is left: an assertion, not a hope. Collected Jobs go at once and their
+    # Secrets with them (the garbage collector); a killed client's Jobs go once one attaches.
+    deadline = time.monotonic() + 60
+    while (left := clustrix_objects(api) - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for namespace, kind, name in left:
+        # Removed so that the next test starts clean; this one fails below.
+        if kind == "job":
+            with contextlib.suppress(kubernetes.client.ApiException):
+                api.delete(name, namespace)
+    assert not left, f"left in the cluster after the test: {sorted(left)}"
+
+
+def clustrix_objects(api: Api) -> set[tuple[str, str, str]]:
+    """The Jobs and Secrets clustrix made in the test namespaces: (namespace, kind, name)."""
+    selector = "app.kubernetes.io/managed-by=clustrix"
+    found = set()
+    for namespace in (NAMESPACE, OTHER):
+        jobs = api.batch.list_namespaced_job(namespace, label_selector=selector).items
+        secrets = api.core.list_namespaced_secret(namespace, label_selector=selector).items
+        found |= {(namespace, "job", job.metadata.name) for job in jobs}
+        found |= {(namespace, "secret", secret.metadata.name) for secret in secrets}
+    return found
 
 
 # -- helpers --------------------------------------------------------------------------------------
