@@ -45,3 +45,32 @@ def test_a_job_after_a_map_gets_the_cores_its_workers_held(local_profile):
         del backend.transport.run
     whole_host = cluster(profile=name, cores=backend.cores)(abs)
     assert whole_host.submit(-3).result(timeout=60) == 3
+
+
+def test_a_file_written_into_a_directory_while_it_is_removed_is_removed_too(tmp_path, monkeypatch):
+    # A worker still ending writes its EXIT trap's record into its task directory while the client
+    # removes the batch: the first removal then fails on the directory it refilled, and left the
+    # batch behind for ever.
+    import shutil
+
+    from clustrix.config import ClusterConfig
+    from clustrix.transport import LocalTransport
+
+    batch = tmp_path / "batch"
+    (batch / "task-0-1").mkdir(parents=True)
+    (batch / "task-0-1" / "runner.log").write_text("ran")
+    real_rmtree = shutil.rmtree
+    attempts = []
+
+    def trap_lands_mid_removal(path, ignore_errors=False):
+        attempts.append(path)
+        if len(attempts) == 1:
+            real_rmtree(batch / "task-0-1", ignore_errors=ignore_errors)
+            (batch / "task-0-1").mkdir()
+            (batch / "task-0-1" / "pbs_exit").write_text("0\n")
+            return
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", trap_lands_mid_removal)
+    LocalTransport(ClusterConfig(None, "local", "local")).remove_tree(str(batch))
+    assert not batch.exists() and len(attempts) == 2

@@ -24,6 +24,7 @@ from clustrix.config import ClusterConfig
 from clustrix.errors import BackendUnavailableError, ClustrixError, ResultTooLargeError, SubmissionError
 
 COMMAND_TIMEOUT = 120.0
+REMOVE_ATTEMPTS = 3
 
 
 def existing_directory(path: str) -> str:
@@ -112,7 +113,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def remove_tree(self, path: str) -> None:
-        """Remove a directory and everything in it; absent is fine."""
+        """Remove a directory and everything in it; absent is fine.
+
+        A job still ending may write into it while it goes (a worker's EXIT trap): what it wrote is
+        removed too (the removal is tried again, REMOVE_ATTEMPTS times in all).
+        """
 
     def resolve(self, path: str) -> str:
         """An absolute path on the far side for a profile path (``~/x`` and ``x`` are under home)."""
@@ -190,4 +195,7 @@ class LocalTransport(Transport):
             return f.read()
 
     def remove_tree(self, path: str) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        for _ in range(REMOVE_ATTEMPTS):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                return

@@ -55,6 +55,11 @@ def _local_time(text: str) -> datetime.datetime | None:
         return None
 
 
+def _megabytes(memory: int) -> str:
+    """``--mem``'s value: whole MiB, rounded up (Slurm's ``M`` is a mebibyte)."""
+    return f"{-(-memory // 1024**2)}M"
+
+
 def _whole_minutes(seconds: int) -> int:
     """Slurm counts time limits in whole minutes and ignores seconds: round up (the runner holds the
     call to the exact limit, see ``time_granularity``)."""
@@ -106,7 +111,7 @@ class SlurmBackend(BatchBackend):
             f"--nodes={resources.nodes}",
         ]
         if resources.memory:
-            options.append(f"--mem={-(-resources.memory // 1024**2)}M")
+            options.append(f"--mem={_megabytes(resources.memory)}")
         if resources.time:
             options.append(f"--time={format_time(_whole_minutes(resources.time))}")
         if resources.queue:
@@ -228,7 +233,12 @@ class SlurmBackend(BatchBackend):
             if len(fields) != 3:
                 continue
             job_id, _, step = fields[0].partition(".")
-            if not step:
+            # What this client sent, when it did: slurmdbd's ReqMem of a job that ended fast can
+            # still be unset (sacct prints it as ``16?``).
+            resources = self.resources_of(job_id)
+            if resources is not None and resources.memory:
+                asked[job_id] = _megabytes(resources.memory)
+            elif not step and parse.slurm_memory(fields[1]) is not None:
                 asked[job_id] = fields[1]
             used[job_id] = max(used.get(job_id, 0), parse.slurm_memory(fields[2]) or 0)
         explained = {}

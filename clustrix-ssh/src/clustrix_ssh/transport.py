@@ -30,7 +30,7 @@ from clustrix.config import ClusterConfig
 from clustrix.credentials import lookup
 from clustrix.errors import BackendUnavailableError, ConfigError, SubmissionError
 from clustrix.log import get_logger
-from clustrix.transport import COMMAND_TIMEOUT, CommandResult, Transport, existing_directory, too_large
+from clustrix.transport import COMMAND_TIMEOUT, REMOVE_ATTEMPTS, CommandResult, Transport, existing_directory, too_large
 
 CONNECT_TIMEOUT = 15
 # Seconds between keepalive packets, so idle connections survive NAT and firewall timeouts.
@@ -468,7 +468,8 @@ class SSHTransport(Transport):
         return self._link.sftp(read, f"reading {path}")
 
     def remove_tree(self, path: str) -> None:
-        self.run(["rm", "-rf", "--", path]).check(BackendUnavailableError, f"removing {path}")
+        again = " || ".join(['rm -rf -- "$1" 2>/dev/null'] * (REMOVE_ATTEMPTS - 1) + ['rm -rf -- "$1"'])
+        self.run(["sh", "-c", again, "sh", path]).check(BackendUnavailableError, f"removing {path}")
 
     def close(self) -> None:
         self._link.close()
