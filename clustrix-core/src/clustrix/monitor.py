@@ -98,21 +98,25 @@ class Monitor:
                 self._failing_since = None
             statuses = {}
         changed = False
+        ended = []
         for job in jobs:
             status = statuses.get(job.job_id)
             if status is not None:
-                changed |= self._handle(job, status)
+                changed |= self._record(job, status)
+                if status.state.finished:
+                    ended.append(job)
+        # Collected only once the whole poll is recorded: a call that ended because a job it waits
+        # for failed is explained by that job's state, which may come later in the same poll.
+        for job in ended:
+            with self._wake:
+                if self._jobs.pop(job.key, None) is not None:
+                    self._collectors.submit(self._collect, job)
         return changed
 
-    def _handle(self, job: Job, status: JobStatus) -> bool:
-        """Record one job's status and hand it to a collector if it ended; True when its state changed."""
+    def _record(self, job: Job, status: JobStatus) -> bool:
+        """Record one job's status; True when its state changed."""
         try:
-            changed = self.session.record(job, status)
-            if status.state.finished:
-                with self._wake:
-                    self._jobs.pop(job.key, None)
-                self._collectors.submit(self._collect, job)
-            return changed
+            return self.session.record(job, status)
         except Exception as exc:  # noqa: BLE001 - see the module docstring
             self._lost(job, exc)
             return True

@@ -32,6 +32,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 
 MAGIC = b"CLUSTRIX"
 FORMAT_VERSION = 1
@@ -153,14 +154,24 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _fill_upstream_values(call: dict) -> None:
-    """Put the values of the jobs this call depends on where their futures were among its arguments."""
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def fill_upstream_values(call: dict, read: Callable[[str], bytes] = _read_bytes) -> None:
+    """Put the values of the jobs this call depends on where their futures were among its arguments.
+
+    ``read`` reads an upstream's result file: here, or (a backend whose jobs cannot read each
+    other's files) on the client, which then sends the call with its values filled in.
+    """
     args = list(call["args"])
-    for position, (directory, key_hex, ranks, gather) in call.get("upstream", {}).items():
+    for position, (directory, key_hex, ranks, gather) in call.pop("upstream", {}).items():
         values = []
         for rank in range(ranks):
-            with open(os.path.join(directory, rank_file(RESULT_FILE, rank)), "rb") as f:
-                header, payload = unpack(f.read(), bytes.fromhex(key_hex), "result")
+            header, payload = unpack(
+                read(os.path.join(directory, rank_file(RESULT_FILE, rank))), bytes.fromhex(key_hex), "result"
+            )
             record = loads(header, payload)
             if not record["ok"]:
                 raise RuntimeError(f"the job in {directory} this call depends on raised {record['type']} (rank {rank})")
@@ -334,7 +345,7 @@ def run_job(jobdir: str, rank: int = 0) -> int:
                 )
             )
         call = loads(header, payload)
-        _fill_upstream_values(call)
+        fill_upstream_values(call)
     except BaseException as exc:  # noqa: BLE001 - every load failure must reach the client
         outcome = {"ok": False, "phase": "load", **_describe(exc, exc.__traceback__)}
         code = 1

@@ -45,7 +45,7 @@ from clustrix.job import Job
 from clustrix.log import get_logger, register_secret
 from clustrix.records import Allocation, JobMetrics
 from clustrix.state import JobState, JobStatus
-from clustrix_k8s import framing, manifest, status
+from clustrix_k8s import framing, manifest, status, upstream
 from clustrix_k8s.options import OPTIONS
 from clustrix_k8s.watch import Watcher
 
@@ -79,6 +79,10 @@ class Tracked:
     collected: bool = False
     final_job: dict[str, Any] | None = None
     final_pod: dict[str, Any] | None = None
+    # A call that waits for others: staged but not created until they completed (``upstream``).
+    held: StagedJob | None = None
+    upstreams: tuple[Tracked, ...] = ()
+    releasing: bool = False
 
 
 class KubernetesBackend(Backend):
@@ -208,25 +212,14 @@ class KubernetesBackend(Backend):
         return self._client
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
-        """One Secret (or more, for a large payload) and one Job per call, whatever ``chunksize`` says."""
-        settings = self.settings
-        prepared = []
+        """One Secret (or more, for a large payload) and one Job per call, whatever ``chunksize`` says.
+
+        A call that waits for unfinished jobs is held here, its Job created once they completed.
+        """
         for job in jobs:
             _refuse_unsupported(job)
-            files = {name: self.transport.read_file(f"{job.directory}/{name}") for name in ("payload.pkl", "key")}
-            files["runner.py"] = self.transport.read_file(f"{job.directory}/runner.py")
-            files["emit.py"] = EMIT_SOURCE
-            archive = self._serializer_archive(_serializer_of(files["payload.pkl"]))
-            if archive is not None:
-                files[manifest.SERIALIZER_ZIP] = archive
-            name = manifest.job_name(job.spec, job.key)
-            labels = manifest.labels(settings, self.client_id, name)
-            secrets = manifest.secrets(name, settings.namespace, labels, files, settings.max_payload_secrets)
-            names = [s["metadata"]["name"] for s in secrets]
-            body = manifest.job(
-                job.spec, job.key, name, settings, self.client_id, names, serializer=archive is not None
-            )
-            prepared.append((job, name, secrets, body))
+        held = [(job, self._upstreams(job)) for job in jobs if job.after]
+        prepared = [(job, *self._prepare(job)) for job in jobs if not job.after]
         self._ensure_watching()
         now = time.monotonic()
         with self._lock:
@@ -247,8 +240,88 @@ class KubernetesBackend(Backend):
             if isinstance(error, ClustrixError):
                 raise error
             raise SubmissionError(f"{self.config.label}: creating the Jobs failed: {type(error).__name__}: {error}")
-        self._log.debug("jobs created", jobs=len(prepared), namespace=settings.namespace)
-        return [name for _, name, _, _ in prepared]
+        now = time.monotonic()
+        with self._lock:
+            for job, upstreams in held:
+                name = manifest.job_name(job.spec, job.key)
+                waiting = ", ".join(u.name for u in upstreams)
+                self._tracked[name] = Tracked(
+                    name=name,
+                    key=job.key,
+                    directory=job.directory,
+                    created=now,
+                    status=JobStatus(JobState.PENDING, reason=f"waiting for {waiting}"),
+                    held=job,
+                    upstreams=upstreams,
+                )
+        self._log.debug("jobs created", jobs=len(prepared), held=len(held), namespace=self.namespace)
+        return [manifest.job_name(job.spec, job.key) for job in jobs]
+
+    def _prepare(
+        self, job: StagedJob, payload: bytes | None = None
+    ) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+        """The Job's name, its Secrets and its manifest, from the call staged in its directory
+        (``payload``: the call to send instead of the staged one)."""
+        settings = self.settings
+        files = {name: self.transport.read_file(f"{job.directory}/{name}") for name in ("key", "runner.py")}
+        files["payload.pkl"] = payload or self.transport.read_file(f"{job.directory}/payload.pkl")
+        files["emit.py"] = EMIT_SOURCE
+        archive = self._serializer_archive(_serializer_of(files["payload.pkl"]))
+        if archive is not None:
+            files[manifest.SERIALIZER_ZIP] = archive
+        name = manifest.job_name(job.spec, job.key)
+        labels = manifest.labels(settings, self.client_id, name)
+        secrets = manifest.secrets(name, settings.namespace, labels, files, settings.max_payload_secrets)
+        names = [s["metadata"]["name"] for s in secrets]
+        body = manifest.job(job.spec, job.key, name, settings, self.client_id, names, serializer=archive is not None)
+        return name, secrets, body
+
+    def _upstreams(self, job: StagedJob) -> tuple[Tracked, ...]:
+        """The jobs a held call waits for: this client's own, or it could never learn that they ended."""
+        with self._lock:
+            found = {job_id: self._tracked.get(job_id) or self._finished.get(job_id) for job_id in job.after}
+        unknown = [job_id for job_id, tracked in found.items() if tracked is None]
+        if unknown:
+            raise SubmissionError(
+                f"the call to {job.spec.name!r} waits for {', '.join(unknown)}, which this client does not follow; "
+                "pass its value instead"
+            )
+        return tuple(tracked for tracked in found.values() if tracked is not None)
+
+    def _release(self, name: str, tracked: Tracked) -> None:
+        """Create a held call's Job once every job it waits for completed; end it if one did not."""
+        with self._lock:
+            if tracked.releasing:
+                return
+            ended = [u for u in tracked.upstreams if u.collected]
+            failed = next((u for u in ended if u.status.state is not JobState.COMPLETED), None)
+            if failed is None and len(ended) < len(tracked.upstreams):
+                return
+            tracked.releasing = True
+        if failed is not None:
+            reason = f"job {failed.name} it waits for ended {failed.status.state.value}"
+            self._finish(name, tracked, JobStatus(JobState.CANCELLED, reason=reason))
+        else:
+            self._executor().submit(self._create_held, name, tracked)
+
+    def _create_held(self, name: str, tracked: Tracked) -> None:
+        assert tracked.held is not None
+        try:
+            payload = upstream.payload_with_values(self.transport, tracked.directory)
+            _, secrets, body = self._prepare(tracked.held, payload)
+            self._create(name, secrets, body)
+        except Exception as exc:  # noqa: BLE001 - the call must end, with why
+            reason = f"the jobs it waited for completed, but creating its Job failed: {type(exc).__name__}: {exc}"
+            self._finish(name, tracked, JobStatus(JobState.FAILED, reason=reason))
+            return
+        with self._lock:
+            tracked.held = None
+            tracked.upstreams = ()
+            tracked.created = time.monotonic()
+            cancelled = tracked.cancelled
+        if cancelled:
+            self._delete(name, self.settings.cancel_propagation)
+            self._finish(name, tracked, JobStatus(JobState.CANCELLED, reason="cancelled while its Job was created"))
 
     def _create(self, name: str, secrets: list[dict[str, Any]], body: dict[str, Any]) -> None:
         ns = self.namespace
@@ -386,7 +459,7 @@ class KubernetesBackend(Backend):
             self._refresh(name)
 
     def cancel(self, job_ids: Sequence[str]) -> None:
-        targets = []
+        targets, never_created = [], []
         with self._lock:
             for job_id in job_ids:
                 tracked = self._tracked.get(job_id)
@@ -394,7 +467,15 @@ class KubernetesBackend(Backend):
                     continue
                 if tracked:
                     tracked.cancelled = True
+                    if tracked.held is not None:
+                        # Its Job, being created now, is deleted once it is (_create_held).
+                        if not tracked.releasing:
+                            tracked.releasing = True
+                            never_created.append(tracked)
+                        continue
                 targets.append(job_id)
+        for tracked in never_created:
+            self._finish(tracked.name, tracked, JobStatus(JobState.CANCELLED, reason="cancelled before it was created"))
         policy = self.settings.cancel_propagation
         list(self._executor().map(lambda name: self._delete(name, policy, strict=True), targets))
 
@@ -504,6 +585,11 @@ class KubernetesBackend(Backend):
             tracked = self._tracked.get(name)
             if tracked is None or tracked.collecting or tracked.collected:
                 return
+            held = tracked.held is not None
+        if held:
+            self._release(name, tracked)
+            return
+        with self._lock:
             job, pods = self._current(name)
             if job is None and not tracked.seen:
                 if time.monotonic() - tracked.created < UNSEEN_CHECK or time.monotonic() - tracked.checked < 10:
@@ -574,9 +660,14 @@ class KubernetesBackend(Backend):
             self._clean_up(name, tracked, final)
         except Exception as exc:  # noqa: BLE001 - the job must still end: what is left is only named
             self._log.warning("could not delete the job's objects", job_id=name, error=f"{type(exc).__name__}: {exc}")
+        self._finish(name, tracked, final)
+
+    def _finish(self, name: str, tracked: Tracked, final: JobStatus) -> None:
+        """The job's end, now that nothing is left to do for it: ``poll`` reports it."""
         with self._lock:
             tracked.status = final
             tracked.collected = True
+            tracked.upstreams = ()
             self._tracked.pop(name, None)
             self._finished[name] = tracked
             while len(self._finished) > REMEMBERED:
@@ -688,7 +779,7 @@ class KubernetesBackend(Backend):
     def knows(self, job_id: str) -> bool:
         """The API server has the Job, or had it until this client collected and deleted it."""
         tracked = self._record(job_id)
-        if tracked is not None and (tracked.seen or tracked.collected):
+        if tracked is not None and (tracked.seen or tracked.collected or tracked.held is not None):
             return True
         code, _ = self._request("read job", self._batch.read_namespaced_job, job_id, self.namespace, ok=(404,))
         return code != 404
@@ -738,11 +829,6 @@ class KubernetesBackend(Backend):
 def _refuse_unsupported(job: StagedJob) -> None:
     asked = job.spec.resources
     problems = []
-    if job.after:
-        problems.append(
-            "it waits for unfinished jobs (a pod cannot read another job's result file here): "
-            "pass the finished future, or its value"
-        )
     if asked.queue or asked.account or asked.extra:
         problems.append("queue, partition, account and extra have no meaning here (use node_selector, tolerations)")
     if problems:
