@@ -142,11 +142,27 @@ def test_killed_outright_under_a_memory_limit_is_out_of_memory():
     assert lost.state is JobState.FAILED and lost.exit_code is None
 
 
+def test_a_runner_killed_by_the_kernel_for_memory_is_out_of_memory():
+    # A cgroup limit kills the runner, the largest process; the script lives on and its EXIT trap
+    # records 137 with the cgroup's oom_kill count.
+    killed = final("qstat-f-exit3.txt", JobRecord("113", 137, None, 1), memory_limited=True)
+    assert (killed.state, killed.exit_code) == (JobState.OUT_OF_MEMORY, 137)
+    assert "killed 1 process of the job for memory" in killed.reason
+    # A call that returned keeps its value, whatever else the kernel killed in the job.
+    assert final("qstat-f-completed.txt", JobRecord("112", 0, True, 2)).state is JobState.COMPLETED
+    # A worker whose call the kernel killed ends 0 (the call's own record says why it failed).
+    assert final("qstat-f-exit3.txt", JobRecord("113", 0, None, 1)).state is not JobState.OUT_OF_MEMORY
+    # No kill counted: a SIGKILL from elsewhere stays a failure.
+    assert final("qstat-f-exit3.txt", JobRecord("113", 137, None, 0), memory_limited=True).state is JobState.FAILED
+
+
 def test_job_record_lines():
     assert parse.job_record("147 0 returned") == JobRecord("147", 0, True)
     assert parse.job_record("- 3 -") == JobRecord(None, 3, None)
     assert parse.job_record("- - raised") == JobRecord(None, None, False)
     assert parse.job_record("") == JobRecord()
+    assert parse.job_record("147 137 - 1") == JobRecord("147", 137, None, 1)
+    assert parse.job_record("147 0 returned -") == JobRecord("147", 0, True, None)
     # Whatever a job wrote there never reaches a command line unless it looks like a job id.
     assert parse.job_record("$(reboot) 0 returned").scheduler_id is None
 

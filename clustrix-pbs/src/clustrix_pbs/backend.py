@@ -43,16 +43,23 @@ _IN_DIRECTORY = 'cd "$1" && shift && exec "$@"'
 # runner's outcome in meta.json. Shell builtins only: no process per directory.
 _READ_RECORDS = r"""
 for d; do
-  j=-; x=-; o=-
+  j=-; x=-; k=-; o=-
   [ -r "$d/pbs_jobid" ] && read -r j < "$d/pbs_jobid"
-  [ -r "$d/pbs_exit" ] && read -r x < "$d/pbs_exit"
+  [ -r "$d/pbs_exit" ] && read -r x k < "$d/pbs_exit"
   if [ -r "$d/meta.json" ]; then
     o=raised
     while IFS= read -r l; do case $l in *'"outcome": "returned"'*) o=returned;; esac; done < "$d/meta.json"
   fi
-  printf '%s %s %s\n' "${j:--}" "${x:--}" "$o"
+  printf '%s %s %s %s\n' "${j:--}" "${x:--}" "$o" "${k:--}"
 done
 """
+# How many processes the kernel killed for memory in the job's memory cgroup (v1:
+# memory.oom_control, v2: memory.events; nothing where there is none): a shell function.
+_OOM_KILLS = (
+    '_clustrix_oom_kills() { awk -F: \'$2 ~ /(^|,)memory(,|$)/ {v1 = $3} $1 == "0" && $2 == "" {v2 = $3} '
+    'END {f = v1 != "" ? "/sys/fs/cgroup/memory" v1 "/memory.oom_control" : "/sys/fs/cgroup" v2 "/memory.events"; '
+    'while ((getline l < f) > 0) if (split(l, w, " ") == 2 && w[1] == "oom_kill") print w[2]}\' /proc/self/cgroup; }'
+)
 # Arrays per qsub: PBS Pro's default max_array_size; Slurm's MaxArraySize (1001) under its wrapper.
 MAX_ARRAY = {parse.PRO: 10000, parse.TORQUE: 1000}
 
@@ -209,10 +216,13 @@ class PbsBackend(BatchBackend):
         # The job's own record, for schedulers that keep no exit status and for array tasks
         # whose id the scheduler never prints: its PBS_JOBID, and its script's exit status.
         # In an array task "$1" is its first job directory; a single job runs in its own.
+        # With the exit status, how many processes the kernel killed for memory in the job's
+        # cgroup (a site's cgroup limit kills the runner and leaves the script to say 137).
         own = [
             "_clustrix_dir=${1:-${PBS_O_WORKDIR:-.}}",
             'printf "%s\\n" "${PBS_JOBID:-}" > "$_clustrix_dir/pbs_jobid"',
-            'trap \'printf "%s\\n" "$?" > "$_clustrix_dir/pbs_exit"\' EXIT',
+            _OOM_KILLS,
+            'trap \'printf "%s %s\\n" "$?" "$(_clustrix_oom_kills 2>/dev/null)" > "$_clustrix_dir/pbs_exit"\' EXIT',
         ]
         return own + super().setup_lines(spec)
 

@@ -229,21 +229,25 @@ def nodes(record: Mapping[str, str]) -> str:
 @attrs.frozen
 class JobRecord:
     """What the job itself left in its directory: its scheduler id, its script's exit status (an EXIT
-    trap; ``0`` after a SIGTERM too), and whether the runner finished every call (``True``: all
-    returned, ``False``: one raised, None: the runner never finished)."""
+    trap; ``0`` after a SIGTERM too), whether the runner finished every call (``True``: all
+    returned, ``False``: one raised, None: the runner never finished), and how many of its
+    processes the kernel killed for memory (its cgroup's count, as the script ended)."""
 
     scheduler_id: str | None = None
     script_exit: int | None = None
     runner_returned: bool | None = None
+    memory_kills: int | None = None
 
 
 def job_record(line: str) -> JobRecord:
-    """One line of the backend's record-reading command: ``<id|-> <exit|-> <returned|raised|->``."""
-    fields = [*line.split(), "-", "-", "-"][:3]
+    """One line of the backend's record-reading command:
+    ``<id|-> <exit|-> <returned|raised|-> <memory kills|->``."""
+    fields = [*line.split(), "-", "-", "-", "-"][:4]
     scheduler_id = fields[0] if fields[0] != "-" and SCHEDULER_ID.match(fields[0]) else None
     script_exit = int(fields[1]) if re.fullmatch(r"\d+", fields[1]) else None
     runner = {"returned": True, "raised": False}.get(fields[2])
-    return JobRecord(scheduler_id, script_exit, runner)
+    memory_kills = int(fields[3]) if re.fullmatch(r"\d+", fields[3]) else None
+    return JobRecord(scheduler_id, script_exit, runner, memory_kills)
 
 
 def status(record: Mapping[str, str], dialect: str) -> JobStatus | None:
@@ -294,6 +298,16 @@ def final_status(
         # Deleted by this client before its call returned: PBS Pro may record it FINISHED with
         # Exit_status 0 all the same (a qdel racing the job's start loses its "terminated").
         return JobStatus(JobState.CANCELLED, reason="cancelled (qdel)", nodes=where)
+    if own.memory_kills and own.script_exit and own.runner_returned is not True:
+        # The kernel killed the runner at the job's cgroup memory limit (a worker whose call it
+        # killed ends 0: the call's own record says so).
+        kills = f"{own.memory_kills} process{'es' if own.memory_kills > 1 else ''}"
+        return JobStatus(
+            JobState.OUT_OF_MEMORY,
+            reason=f"the kernel killed {kills} of the job for memory (its cgroup's oom_kill count)",
+            exit_code=code if code is not None else own.script_exit,
+            nodes=where,
+        )
     if dialect == PRO and record and "exec_host" not in record:
         # Never given a node: deleted while it waited (PBS Pro then records a subjob "finished"
         # with Exit_status 0; its stime is its array's).
