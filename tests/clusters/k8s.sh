@@ -571,7 +571,10 @@ _k8s_control_plane_up() {
         || die "k8s: etcd does not answer (see $STATE/log/k8s-etcd.log)"
     # --endpoint-reconciler-type=none: the API server's address is loopback, which an Endpoints
     # object may not hold; the "kubernetes" service then has no endpoints (there is no kube-proxy anyway).
+    # TTLAfterFinished (alpha in 1.20, on by default from 1.21): the API server keeps a Job's
+    # ttlSecondsAfterFinished and the controller manager deletes finished Jobs when it has passed.
     _k8s_daemon k8s-apiserver "$bin/kube-apiserver" \
+        --feature-gates=TTLAfterFinished=true \
         --bind-address=127.0.0.1 --secure-port="$K8S_API_PORT" --insecure-port=0 \
         --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
         --etcd-servers="http://127.0.0.1:$K8S_ETCD_PORT" \
@@ -590,6 +593,7 @@ _k8s_control_plane_up() {
 
     # One instance of each: no leader election, which also saves its start-up wait.
     _k8s_daemon k8s-controller-manager "$bin/kube-controller-manager" \
+        --feature-gates=TTLAfterFinished=true \
         --kubeconfig="$K8S_DIR/controller-manager.kubeconfig" \
         --authentication-kubeconfig="$K8S_DIR/controller-manager.kubeconfig" \
         --authorization-kubeconfig="$K8S_DIR/controller-manager.kubeconfig" \

@@ -195,6 +195,9 @@ def test_nul_in_an_env_value_is_refused():
         ("delete_jobs", "sometimes", "always"),
         ("container_error_grace", -1, "seconds"),
         ("max_result_bytes", 10, "whole number"),
+        ("ttl_after_finished", 10, "at least 60"),
+        ("ttl_after_finished", -1, "at least 60"),
+        ("ttl_after_finished", 3600.5, "whole seconds"),
     ],
 )
 def test_hostile_or_mistaken_profile_values_are_config_errors(key, value, match, tmp_path, monkeypatch):

@@ -471,6 +471,24 @@ def test_delete_jobs_never_keeps_the_job_for_inspection(k8s, api, tmp_path, monk
         api.delete(future.job_id)
 
 
+def test_a_finished_job_nobody_collects_is_deleted_by_the_api_server_after_its_ttl(k8s, api, tmp_path, monkeypatch):
+    # What a client that died leaves (here: one that keeps its Jobs) goes once ttl_after_finished has
+    # passed, Secrets and pod with it; a day by default.
+    default = variant(tmp_path, monkeypatch, "k8s-keep-default", delete_jobs="never")
+    kept = cluster(profile=default)(add).submit(1, 2)
+    assert kept.result(timeout=120) == 3
+    try:
+        assert api.job(kept.job_id).spec.ttl_seconds_after_finished == 86400
+    finally:
+        api.delete(kept.job_id)
+    profile = variant(tmp_path, monkeypatch, "k8s-keep-a-minute", delete_jobs="never", ttl_after_finished=60)
+    future = cluster(profile=profile)(add).submit(1, 2)
+    assert future.result(timeout=120) == 3
+    assert api.job(future.job_id).spec.ttl_seconds_after_finished == 60
+    wait_for(lambda: api.job(future.job_id) is None, 180, "the API server to delete the Job after its TTL")
+    wait_for(lambda: not api.pods(future.job_id) and not api.secrets(future.job_id), 60, "its pod and Secret to go")
+
+
 def test_cancel_deletes_the_job_and_its_pod(k8s, api):
     future = cluster(profile=k8s)(sleep_for).submit(300)
     wait_for(lambda: future.state is JobState.RUNNING, 120, "the job to run")

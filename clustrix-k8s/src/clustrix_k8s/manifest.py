@@ -65,6 +65,9 @@ class Settings:
     unschedulable_timeout: float = 0.0
     termination_grace: int = 10
     ship_serializer: bool = True
+    # A day: the API server then deletes a finished Job (its pods and Secrets with it) that no
+    # client collected, e.g. because its client died and nobody attached.
+    ttl_after_finished: int = 86400
 
     @classmethod
     def from_config(cls, config: ClusterConfig, namespace: str) -> Settings:
@@ -240,6 +243,8 @@ def job(
         "backoffLimit": settings.backoff_limit,
         "template": {"metadata": {"labels": job_labels}, "spec": pod},
     }
+    if settings.ttl_after_finished:
+        job_spec["ttlSecondsAfterFinished"] = settings.ttl_after_finished
     # No activeDeadlineSeconds: it counts from the Job's start, time spent waiting for a node
     # included. The runner holds the call to its time limit (CLUSTRIX_TIME_LIMIT) itself.
     return {

@@ -287,7 +287,18 @@ def _seconds_or_zero(name: str) -> Callable[[Any], float]:
     return convert_
 
 
+def _finished_ttl(value: Any) -> int:
+    # Below a minute, the API server could delete a Job before its client has read the pod's log.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or 0 < value < MIN_FINISHED_TTL:
+        raise ConfigError(
+            f"ttl_after_finished={value!r}: expected whole seconds, at least {MIN_FINISHED_TTL} "
+            "(0: finished Jobs stay until deleted)"
+        )
+    return value
+
+
 DELETE_POLICIES = ("always", "on_success", "never")
+MIN_FINISHED_TTL = 60
 
 OPTIONS: Mapping[str, Callable[[Any], Any]] = {
     "kubeconfig": convert.string("kubeconfig", "the path of a kubeconfig file"),
@@ -310,5 +321,6 @@ OPTIONS: Mapping[str, Callable[[Any], Any]] = {
     "container_error_grace": _seconds_or_zero("container_error_grace"),
     "unschedulable_timeout": _seconds_or_zero("unschedulable_timeout"),
     "termination_grace": convert.whole_number("termination_grace", minimum=0),
+    "ttl_after_finished": _finished_ttl,
     "ship_serializer": convert.boolean("ship_serializer"),
 }
