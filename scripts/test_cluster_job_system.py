@@ -33,14 +33,18 @@ def decorator() -> str:
 
 
 def validator() -> str:
-    from clustrix.plugins import plugin_manager
+    from clustrix.backend import Backend
+    from clustrix.plugins import backends as installed
     from clustrix.validation import ClusterJobValidator
 
     ClusterJobValidator()
-    hooks = {"clustrix_job_in_queue", "clustrix_job_allocation", "clustrix_job_metrics"}
-    implemented = {name for name in hooks if getattr(plugin_manager().hook, name).get_hookimpls()}
-    assert implemented >= {"clustrix_job_in_queue", "clustrix_job_allocation"}, implemented
-    return f"validator hooks implemented: {', '.join(sorted(implemented))}"
+    questions = ("job_in_queue", "job_allocation", "job_metrics")
+    answered = {
+        name: [q for q in questions if getattr(cls, q) is not getattr(Backend, q)] for name, cls in installed().items()
+    }
+    silent = [name for name, answers in answered.items() if not {"job_in_queue", "job_allocation"} <= set(answers)]
+    assert not silent, f"backends that cannot say whether a job is queued or what it was given: {silent}"
+    return "validator questions answered: " + "; ".join(f"{n}: {', '.join(a)}" for n, a in sorted(answered.items()))
 
 
 def backends() -> str:

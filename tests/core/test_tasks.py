@@ -160,7 +160,7 @@ def test_a_dependant_reads_every_rank_of_its_upstream(tmp_path, monkeypatch):
     jobdir, key = run_ranks(tmp_path, monkeypatch, 3)
     call = {"args": (None,), "kwargs": {"y": None}, "upstream": {0: (str(jobdir), key.hex(), 3, "all")}}
     call["upstream"]["y"] = (str(jobdir), key.hex(), 3, "rank0")
-    runner._fill_upstream_values(call)
+    runner.fill_upstream_values(call)
     assert call["args"] == ([0, 10, 20],)
     assert call["kwargs"] == {"y": 0}
 

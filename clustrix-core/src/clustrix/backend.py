@@ -9,7 +9,7 @@ import shlex
 import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -18,6 +18,10 @@ from clustrix.config import ClusterConfig
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
 from clustrix.transport import Transport
+
+if TYPE_CHECKING:
+    from clustrix.job import Job
+    from clustrix.records import Allocation, JobMetrics
 
 
 @attrs.frozen
@@ -133,6 +137,23 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing open
         """Release what the backend holds; jobs already submitted keep running."""
+
+    # The validator's questions (clustrix.validation): what the scheduler itself says of a job,
+    # independently of what the runner recorded. None: this backend cannot say.
+
+    def job_in_queue(self, job: Job) -> bool | None:
+        """Whether the scheduler lists ``job`` now (queued, running, or its record of the end)."""
+        return None
+
+    def job_allocation(self, job: Job) -> Allocation | None:
+        """What the scheduler granted ``job`` (cores, memory, time limit, queue, nodes), as it
+        reports it; asked after the job ended, while the scheduler still remembers it."""
+        return None
+
+    def job_metrics(self, job: Job) -> JobMetrics | None:
+        """The scheduler's accounting of ``job`` (times, exit code, nodes, peak memory), if it
+        keeps one; without it the validator reads the runner's own record."""
+        return None
 
     def python_for(self, spec: JobSpec) -> str:
         """The interpreter a job runs under: the spec's, else ours here, else ``python3`` there."""

@@ -4,8 +4,8 @@
     pytest --pyargs clustrix.conformance --clustrix-profile NAME --clustrix-config FILE
 
 Each test submits real jobs through the named backend and validates them with
-ClusterJobValidator, so a backend passes only if it also answers the validator hooks
-(``clustrix_job_in_queue``, ``clustrix_job_allocation``). Cancellation and scheduler
+ClusterJobValidator, so a backend passes only if it also answers the validator's
+questions (``Backend.job_in_queue``, ``Backend.job_allocation``). Cancellation and scheduler
 limits differ too much between schedulers to test generically: each backend's own
 real-world tests cover them.
 """

@@ -14,7 +14,6 @@ import pluggy
 if TYPE_CHECKING:
     from clustrix.backend import Backend
     from clustrix.job import Job
-    from clustrix.records import Allocation, JobMetrics
     from clustrix.state import JobState
     from clustrix.transport import Transport
 
@@ -38,31 +37,6 @@ def clustrix_serializer() -> str:
 
     The far side imports the same module by name, so it must be installed there too.
     The core's default answers ``"cloudpickle"``; the first non-None answer wins.
-    """
-
-
-@hookspec(firstresult=True)
-def clustrix_job_in_queue(job: Job) -> bool | None:
-    """Whether the scheduler lists ``job`` now (queued, running, or its record of the end).
-
-    Answer only for jobs of your own backend (``job.session.backend``); None otherwise.
-    """
-
-
-@hookspec(firstresult=True)
-def clustrix_job_allocation(job: Job) -> Allocation | None:
-    """What the scheduler granted ``job`` (cores, memory, time limit, queue, nodes), as it reports it.
-
-    Called after the job ended, while the scheduler still remembers it. Answer only for
-    jobs of your own backend; None otherwise.
-    """
-
-
-@hookspec(firstresult=True)
-def clustrix_job_metrics(job: Job) -> JobMetrics | None:
-    """The scheduler's accounting of ``job`` (times, exit code, nodes, peak memory), if it keeps one.
-
-    Without an answer the validator uses the runner's own record (meta.json).
     """
 
 

@@ -2,9 +2,9 @@
 
 The generic half lives here: the job's state history, its value or error, files it
 wrote, and metrics from the runner's own record. The scheduler's half (is the job in
-its queue, what did it allocate, what does its accounting say) comes from the backend
-plugins through the ``clustrix_job_in_queue``, ``clustrix_job_allocation`` and
-``clustrix_job_metrics`` hooks. Results serialise to JSON for reports.
+its queue, what did it allocate, what does its accounting say) comes from the job's
+backend: ``Backend.job_in_queue``, ``job_allocation`` and ``job_metrics``. Results
+serialise to JSON for reports.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 
-from clustrix import plugins
 from clustrix.errors import (
     BackendUnavailableError,
     JobCancelledError,
@@ -122,7 +121,7 @@ class ValidationResult:
 
 def metrics_for(job: Job) -> JobMetrics:
     """The scheduler's metrics when its plugin has them, else the runner's own record."""
-    scheduler = plugins.plugin_manager().hook.clustrix_job_metrics(job=job)
+    scheduler = job.session.backend.job_metrics(job)
     if scheduler is not None:
         return scheduler
     meta = job.meta or {}
@@ -163,7 +162,7 @@ class ClusterJobValidator:
     def submitted(self, future: ClusterFuture) -> Check:
         """Call right after submission: the scheduler lists the job (or already has its record)."""
         job = future.job
-        seen = plugins.plugin_manager().hook.clustrix_job_in_queue(job=job)
+        seen = job.session.backend.job_in_queue(job)
         return Check(
             "submission",
             passed=bool(seen) or job.state.finished,
@@ -283,9 +282,9 @@ class ClusterJobValidator:
         return checks
 
     def _resources(self, job: Job) -> list[Check]:
-        allocation = plugins.plugin_manager().hook.clustrix_job_allocation(job=job)
+        allocation = job.session.backend.job_allocation(job)
         if allocation is None:
-            return [Check("allocation", False, "reported", None, "no plugin reported this job's allocation")]
+            return [Check("allocation", False, "reported", None, "the backend reported no allocation for this job")]
         asked = job.spec.resources
         pairs = [
             ("cores", asked.cores, allocation.cores),

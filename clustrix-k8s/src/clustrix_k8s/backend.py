@@ -790,17 +790,20 @@ class KubernetesBackend(Backend):
             return tracked.final_pod
         return status.latest_pod(self._current(job_id)[1])
 
-    def allocation(self, job_id: str) -> Allocation | None:
+    def job_in_queue(self, job: Job) -> bool | None:
+        return self.knows(job.job_id)
+
+    def job_allocation(self, job: Job) -> Allocation | None:
         """From the pod's spec as the API server stored it: its container's limits, its node, and the
         time limit its runner was given."""
-        pod = self._pod_of(job_id)
+        pod = self._pod_of(job.job_id)
         if pod is None:
             return None
         cores, memory = status.allocated(pod)
         node = pod.get("spec", {}).get("nodeName")
         return Allocation(cores=cores, memory=memory, time_limit=status.time_limit(pod), nodes=(node,) if node else ())
 
-    def metrics(self, job: Job) -> JobMetrics | None:
+    def job_metrics(self, job: Job) -> JobMetrics | None:
         """Times and exit code from the pod's status; peak memory from the runner's own record."""
         pod = self._pod_of(job.job_id)
         if pod is None:
@@ -812,7 +815,7 @@ class KubernetesBackend(Backend):
         node = pod.get("spec", {}).get("nodeName")
         return JobMetrics(
             job_id=job.job_id,
-            backend=job.session.config.backend,
+            backend=self.config.backend,
             state=job.state.value,
             submitted_at=status.timestamp(created) or job.submitted_at,
             started_at=status.timestamp(ended.get("startedAt") or pod.get("status", {}).get("startTime")),

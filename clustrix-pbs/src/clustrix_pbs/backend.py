@@ -31,6 +31,7 @@ from clustrix import convert, workers
 from clustrix.backend import StagedJob
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError, ConfigError
+from clustrix.job import Job
 from clustrix.records import Allocation, JobMetrics
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
@@ -492,8 +493,11 @@ class PbsBackend(BatchBackend):
             asked = self._asked(job_id)
         return self.qstat([asked]).get(asked)
 
-    def allocation(self, job_id: str) -> Allocation | None:
-        record = self.record(job_id)
+    def job_in_queue(self, job: Job) -> bool | None:
+        return self.record(self.scheduler_job(job.job_id)) is not None
+
+    def job_allocation(self, job: Job) -> Allocation | None:
+        record = self.record(self.scheduler_job(job.job_id))
         if record is None:
             return None
         cores = record.get("Resource_List.ncpus", "")
@@ -505,15 +509,16 @@ class PbsBackend(BatchBackend):
             nodes=tuple(host for host in parse.nodes(record).split(",") if host),
         )
 
-    def metrics(self, job_id: str, backend_name: str) -> JobMetrics | None:
+    def job_metrics(self, job: Job) -> JobMetrics | None:
         """qstat's account of a finished job; None when PBS keeps no exit status (the runner's record then)."""
+        job_id = self.scheduler_job(job.job_id)
         record = self.record(job_id)
         if record is None or parse.exit_status(record) is None:
             return None
         cores = record.get("Resource_List.ncpus", "")
         return JobMetrics(
             job_id=job_id,
-            backend=backend_name,
+            backend=self.config.backend,
             state=record.get("job_state", ""),
             submitted_at=parse.timestamp(record.get("qtime")),
             started_at=parse.started(record),

@@ -23,6 +23,7 @@ import attrs
 from clustrix import convert
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError
+from clustrix.job import Job
 from clustrix.records import Allocation, JobMetrics
 from clustrix.resources import format_time
 from clustrix.spec import JobSpec
@@ -318,8 +319,11 @@ class SlurmBackend(BatchBackend):
         text = self.run_query(["scontrol", "-o", "show", "job", job_id], "asking scontrol")
         return parse.parse_scontrol(text).get(job_id)
 
-    def allocation(self, job_id: str) -> Allocation | None:
-        record = self.scontrol_record(job_id)
+    def job_in_queue(self, job: Job) -> bool | None:
+        return self.scontrol_record(self.scheduler_job(job.job_id)) is not None
+
+    def job_allocation(self, job: Job) -> Allocation | None:
+        record = self.scontrol_record(self.scheduler_job(job.job_id))
         if record is None:
             return None
         # Slurm 22.05 calls the granted resources TRES; later versions AllocTRES.
@@ -332,7 +336,7 @@ class SlurmBackend(BatchBackend):
             nodes=(record["NodeList"],) if record.get("NodeList") not in (None, "", "(null)") else (),
         )
 
-    def accounting_metrics(self, job_id: str, backend_name: str) -> JobMetrics | None:
+    def job_metrics(self, job: Job) -> JobMetrics | None:
         """sacct's record of the job and its steps; None where accounting is off or has no record.
 
         slurmdbd records a job's end and its batch step's usage a moment after slurmctld: the
@@ -341,29 +345,30 @@ class SlurmBackend(BatchBackend):
         """
         if not self.accounting:
             return None
+        job_id = self.scheduler_job(job.job_id)
         argv = ["sacct", "-n", "-P", "-j", job_id, "-o", _METRIC_FIELDS]
         deadline = time.monotonic() + ACCOUNTING_WAIT
         while True:
             rows = [line.split("|") for line in self.run_query(argv, "reading accounting").splitlines()]
             rows = [row for row in rows if len(row) == _METRIC_FIELDS.count(",") + 1]
-            job = next((row for row in rows if row[0] == job_id), None)
+            own = next((row for row in rows if row[0] == job_id), None)
             complete = (
-                job is not None
-                and _local_time(job[5]) is not None
-                and "mem=" in job[9]
+                own is not None
+                and _local_time(own[5]) is not None
+                and "mem=" in own[9]
                 and any(row[0] == f"{job_id}.batch" and _local_time(row[5]) is not None for row in rows)
             )
             if complete or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        if job is None:
+        if own is None:
             return None
-        _, state, code, submit, start, end, nodes, cpus, _, granted = job
+        _, state, code, submit, start, end, nodes, cpus, _, granted = own
         # MaxRSS is reported on the steps (batch, extern, srun steps), not on the job's own line.
         peaks = [parse.slurm_memory(row[8]) or 0 for row in rows]
         return JobMetrics(
             job_id=job_id,
-            backend=backend_name,
+            backend=self.config.backend,
             state=state.split(" ", 1)[0],
             submitted_at=_local_time(submit),
             started_at=_local_time(start),

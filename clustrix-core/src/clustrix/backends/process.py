@@ -18,11 +18,16 @@ import collections
 import shlex
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from clustrix import runner, workers
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
+from clustrix.records import Allocation
 from clustrix.state import JobState, JobStatus
+
+if TYPE_CHECKING:
+    from clustrix.job import Job
 
 # Seconds between the polite TERM and the KILL, for a time limit and for cancel.
 KILL_GRACE = 10
@@ -107,6 +112,24 @@ class ProcessBackend(Backend):
         except FileNotFoundError:
             return False
         return True
+
+    # This backend is its own scheduler: the job's directory and the runner's record are its
+    # queue and its accounting.
+
+    def job_in_queue(self, job: Job) -> bool | None:
+        return self.knows(job.job_id)
+
+    def job_allocation(self, job: Job) -> Allocation | None:
+        if job.meta is None:
+            return None
+        env, limits = job.meta.get("env", {}), job.meta.get("limits", {})
+        time_limit = env.get("CLUSTRIX_TIME_LIMIT")
+        return Allocation(
+            cores=int(env["CLUSTRIX_CORES"]) if "CLUSTRIX_CORES" in env else None,
+            memory=limits.get("address_space"),
+            time_limit=int(time_limit) if time_limit else None,
+            nodes=(job.meta["host"],),
+        )
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         """A batch runs as workers; a single call, or any ``chunksize``, as one process group per call."""

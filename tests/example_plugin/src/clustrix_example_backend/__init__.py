@@ -48,8 +48,14 @@ class SerialShellBackend(Backend):
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Every job has ended by the time submit returns: nothing to cancel."""
 
-    def knows(self, job_id: str) -> bool:
-        return job_id in self._done
+    def job_in_queue(self, job: Job) -> bool | None:
+        return job.job_id in self._done
+
+    def job_allocation(self, job: Job) -> Allocation | None:
+        """No limits are enforced: the job had the whole machine, as the runner saw it."""
+        if job.meta is None:
+            return None
+        return Allocation(cores=job.meta["limits"]["cpus"], nodes=(job.meta["host"],))
 
     def check(self) -> str:
         return "runs jobs with sh at submit time"
@@ -58,17 +64,3 @@ class SerialShellBackend(Backend):
 @hookimpl
 def clustrix_backends() -> Mapping[str, type[Backend]]:
     return {"example": SerialShellBackend}
-
-
-@hookimpl
-def clustrix_job_in_queue(job: Job) -> bool | None:
-    backend = job.session.backend
-    return backend.knows(job.job_id) if isinstance(backend, SerialShellBackend) else None
-
-
-@hookimpl
-def clustrix_job_allocation(job: Job) -> Allocation | None:
-    """No limits are enforced: the job had the whole machine, as the runner saw it."""
-    if not isinstance(job.session.backend, SerialShellBackend) or job.meta is None:
-        return None
-    return Allocation(cores=job.meta["limits"]["cpus"], nodes=(job.meta["host"],))
