@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from clustrix.config import ClusterConfig
 from clustrix_pbs.backend import PbsBackend
-from tests.golden import assert_golden, render
+from tests.golden import RecordingTransport, assert_golden, render
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -44,3 +45,19 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rendered_script_matches_golden(case):
     assert_golden(render(SmallArrays, **CASES[case]), GOLDEN / f"{case}.txt")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "tasks", "command"),
+    [
+        # OpenPBS requeues a subjob deleted while it starts: what is left of the arrays is purged.
+        (PRO, ["4242[3].pbs01", "4242[4].pbs01", "4250[0].pbs01"], "qdel -W force '4242[].pbs01' '4250[].pbs01'"),
+        # Slurm's wrapper ends an array task only with its whole array.
+        (TORQUE, ["4242[3]", "4242[4]"], "qdel 4242"),
+    ],
+)
+def test_workers_left_at_the_end_of_a_batch_go_with_their_arrays(dialect, tasks, command):
+    config = ClusterConfig(profile="t", backend="pbs", transport="t", workdir="/w", options=(dialect,))
+    transport = RecordingTransport(config, "")
+    PbsBackend(config, transport).retire_workers(tasks)
+    assert transport.commands == [command]

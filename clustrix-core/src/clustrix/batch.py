@@ -505,10 +505,13 @@ class BatchBackend(Backend):
     def cancel(self, job_ids: Sequence[str]) -> None:
         calls, plain = workers.split_calls(job_ids)
         job_ids = [*self.pool.cancel(calls), *plain]
-        if not job_ids:
-            return
-        result = self.run(self.cancel_command(job_ids))
-        # Jobs that already ended, or that the scheduler forgot, are fine to "cancel".
+        if job_ids:
+            self.run_cancel(self.cancel_command(job_ids))
+
+    def run_cancel(self, argv: Sequence[str]) -> None:
+        """Run a command that ends jobs; jobs that already ended, or that the scheduler forgot,
+        are fine to "cancel"."""
+        result = self.run(argv)
         ignorable = self.unknown_job_words + self.finished_job_words
         problems = [
             line
@@ -516,4 +519,4 @@ class BatchBackend(Backend):
             if line.strip() and not any(word in line for word in ignorable)
         ]
         if not result.ok and problems:
-            result.check(BackendUnavailableError, f"cancelling with {self.cancel_command(job_ids)[0]}")
+            result.check(BackendUnavailableError, f"cancelling with {argv[0]}")

@@ -329,13 +329,23 @@ class PbsBackend(BatchBackend):
         return None
 
     def retire_workers(self, tasks: Sequence[str]) -> None:
-        """Under Slurm's wrapper the idle workers were not cancelled (one task cannot be): now that
-        no worker runs a call any more, their whole arrays go."""
-        arrays = sorted({bare[0] for task in tasks if (bare := parse.bare_task(task))})
+        """Now that no worker runs a call any more, what is left of their arrays goes.
+
+        Under Slurm's wrapper the idle workers were not cancelled (one task cannot be). On PBS
+        Pro a subjob deleted while it was being started is requeued instead (OpenPBS): once its
+        batch directory is gone it fails to start, again and again, until PBS holds its array
+        for ever. A forced delete purges the arrays whatever state their subjobs are in.
+        """
         with self.lock:
             for task in tasks:
                 self._dirs.pop(task, None)
                 self._workers.discard(task)
+        if self.dialect == parse.PRO:
+            arrays = sorted({parse.base_id(task) for task in tasks})
+            if arrays:
+                self.run_cancel([self.command("qdel"), "-W", "force", *arrays])
+            return
+        arrays = sorted({bare[0] for task in tasks if (bare := parse.bare_task(task))})
         if arrays:
             super().cancel(arrays)
 
