@@ -59,6 +59,16 @@ def scontrol_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(?:^|\s)([\w/:]+)=(\S*)", result.stdout.splitlines()[0]))
 
 
+def settled_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
+    """``scontrol_job`` once the job is past COMPLETING (its processes reaped and its cgroup removed:
+    seconds on a busy node, after the client has seen the end)."""
+    return wait_for(
+        lambda: (record := scontrol_job(fn, job_id))["JobState"] != "COMPLETING" and record,
+        60,
+        f"Slurm to finish completing job {job_id}",
+    )
+
+
 def add(x: int, y: int) -> int:
     return x + y
 
@@ -134,7 +144,7 @@ def test_allocation_as_the_scheduler_sees_it(slurm, tmp_path):
     assert running["TimeLimit"] == "00:10:00"
     assert running["Partition"] == "debug"
     assert running["JobName"] == "wait_for_file"
-    finished = scontrol_job(fn, future.job_id)
+    finished = settled_job(fn, future.job_id)
     assert finished["JobState"] == "COMPLETED"
     assert finished["ExitCode"] == "0:0"
 
@@ -199,7 +209,7 @@ def test_memory_limit_kill_is_out_of_memory(slurm):
         future.result(timeout=120)
     assert info.value.state is JobState.OUT_OF_MEMORY
     # Slurm main enforces memory with cgroups, as sites do: the kernel kills at the limit.
-    assert scontrol_job(fn, future.job_id)["JobState"] == "OUT_OF_MEMORY"
+    assert settled_job(fn, future.job_id)["JobState"] == "OUT_OF_MEMORY"
 
 
 def allocate(megabytes: int) -> int:
@@ -235,7 +245,7 @@ def test_time_limit_is_job_timeout_error(slurm):
     with pytest.raises(JobTimeoutError) as info:
         future.result(timeout=200)
     assert info.value.state is JobState.TIMEOUT
-    assert scontrol_job(fn, future.job_id)["JobState"] == "TIMEOUT"
+    assert settled_job(fn, future.job_id)["JobState"] == "TIMEOUT"
 
 
 def test_a_limit_in_seconds_holds_to_the_second_though_slurm_counts_minutes(slurm):
