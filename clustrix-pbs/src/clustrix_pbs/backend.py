@@ -401,7 +401,9 @@ class PbsBackend(BatchBackend):
             calls = [parse.job_record(next(lines, "")) for _ in ds]
             returned = [call.runner_returned for call in calls]
             finished = None if returned[-1] is None else all(r is True for r in returned)
-            records[job_id] = parse.JobRecord(calls[0].scheduler_id, calls[0].script_exit, finished)
+            records[job_id] = parse.JobRecord(
+                calls[0].scheduler_id, calls[0].script_exit, finished, calls[0].memory_kills
+            )
         return records
 
     def _learn_task_ids(self, tasks: Sequence[str]) -> None:
