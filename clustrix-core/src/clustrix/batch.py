@@ -46,6 +46,7 @@ import attrs
 from clustrix import runner, workers
 from clustrix.backend import Backend, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
+from clustrix.held import HeldJobs
 from clustrix.log import get_logger
 from clustrix.resources import Resources
 from clustrix.spec import JobSpec
@@ -56,8 +57,6 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 # A worker task asks for this many times a call's time limit: after one call that used its
 # whole limit it could take no other (a call starts only if its full limit still fits).
 WORKER_TIME_FACTOR = 2
-# Ends remembered for held jobs that may still wait for them (the oldest go first).
-ENDS_KEPT = 100_000
 
 
 class BatchBackend(Backend):
@@ -103,11 +102,8 @@ class BatchBackend(Backend):
         # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
         self._running_seen: set[str] = set()
         self.pool = workers.WorkerPool(self)
-        # Jobs submitted held (by base id) until what they wait for completed; how jobs and calls
-        # ended; why held jobs were cancelled instead (a dependency that did not complete).
-        self._held: dict[str, set[str]] = {}
-        self._ends: dict[str, JobState] = {}
-        self._doomed: dict[str, str] = {}
+        # Jobs submitted held until what they wait for completed.
+        self.held = HeldJobs()
         self.log = get_logger(cluster=self.config.label)
 
     # -- what a scheduler writes ---------------------------------------------------------
@@ -420,8 +416,8 @@ class BatchBackend(Backend):
         waits = after if not self.has_afterok else {upstream for upstream in after if workers.is_call_id(upstream)}
         with self.lock:
             self._resources[self.base_id(job_id)] = spec.resources
-            if waits:
-                self._held[self.base_id(job_id)] = waits
+        if waits:
+            self.held.hold(self.base_id(job_id), waits)
         return job_id
 
     # -- watching and cancelling ---------------------------------------------------------
@@ -449,52 +445,31 @@ class BatchBackend(Backend):
         return status.timed_out_by_the_runner(limit) if limit else status
 
     def _settle_held(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
-        """Release held jobs whose upstream all COMPLETED; cancel those with one that did not.
-
-        A cancelled one ends CANCELLED without running (its status in this poll says why), and
-        its calls raise DependencyFailedError. A held entry goes only once its command went
-        through: a failed one is tried again next poll.
-        """
-        with self.lock:
-            # Every end, not only those waited for now: a job may be submitted to wait for one
-            # whose end this poll saw before the session did.
-            self._ends.update((job_id, status.state) for job_id, status in statuses.items() if status.state.finished)
-            while len(self._ends) > ENDS_KEPT:
-                del self._ends[next(iter(self._ends))]
-            ends = {held: {up: self._ends.get(up) for up in upstream} for held, upstream in self._held.items()}
-        release = [held for held, states in ends.items() if all(s is JobState.COMPLETED for s in states.values())]
-        doomed = {
-            held: f"job {up} it depends on ended {state.value}"
-            for held, states in ends.items()
-            for up, state in sorted(states.items(), reverse=True)
-            if state is not None and state is not JobState.COMPLETED
-        }
-        if release:
-            result = self.run(self.release_command(release))
-            ignorable = self.unknown_job_words + self.finished_job_words
-            if not result.ok and not any(word in result.words for word in ignorable):
-                self.log.warning(
-                    "could not release held jobs, trying again next poll", jobs=release, answer=result.words
-                )
-                release = []
-        if doomed:
-            try:
-                self.cancel(list(doomed))
-            except BackendUnavailableError as exc:
-                self.log.warning(
-                    "could not cancel held jobs, trying again next poll", jobs=list(doomed), error=str(exc)
-                )
-                doomed = {}
-        with self.lock:
-            for held in [*release, *doomed]:
-                self._held.pop(held, None)
-            self._doomed.update(doomed)
-        # The scheduler was asked before the cancel: the doomed end CANCELLED in this poll already.
+        """Release or cancel held jobs (``HeldJobs.settle``). A cancelled one ends CANCELLED without
+        running (its status in this poll says why: the scheduler was asked before the cancel), and
+        its calls raise DependencyFailedError."""
+        doomed = self.held.settle(statuses, self._release, self._cancel_held)
         return {
             job_id: JobStatus(JobState.CANCELLED, reason=doomed[self.base_id(job_id)])
             for job_id in statuses
             if not workers.is_call_id(job_id) and self.base_id(job_id) in doomed
         }
+
+    def _release(self, job_ids: Sequence[str]) -> bool:
+        result = self.run(self.release_command(job_ids))
+        ignorable = self.unknown_job_words + self.finished_job_words
+        if not result.ok and not any(word in result.words for word in ignorable):
+            self.log.warning("could not release held jobs, trying again next poll", jobs=job_ids, answer=result.words)
+            return False
+        return True
+
+    def _cancel_held(self, job_ids: Sequence[str]) -> bool:
+        try:
+            self.cancel(job_ids)
+        except BackendUnavailableError as exc:
+            self.log.warning("could not cancel held jobs, trying again next poll", jobs=job_ids, error=str(exc))
+            return False
+        return True
 
     def _clean_batches(self, statuses: Mapping[str, JobStatus]) -> None:
         for batch_dir in self._batches.groups():

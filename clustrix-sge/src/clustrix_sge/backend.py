@@ -315,7 +315,7 @@ class SgeBackend(BatchBackend):
             record = records.get(job_id)
             with self.lock:
                 cancelled = self._was_cancelled(job_id)
-                doomed = self._doomed.get(parse.job_number(job_id))
+            doomed = self.held.why_cancelled(parse.job_number(job_id))
             if record is not None:
                 resources = self.resources_of(job_id)
                 time_limit, memory = (resources.time, resources.memory) if resources else (None, None)
