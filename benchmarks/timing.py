@@ -17,6 +17,20 @@ def median_seconds(fn: Callable[[], object], n: int) -> float:
     return statistics.median(times)
 
 
+def paired_medians(
+    baseline: Callable[[], object], measured: Callable[[], object], n: int
+) -> tuple[float, float, float]:
+    """``baseline`` and ``measured`` run in turn ``n`` times each: their median wall times, and the
+    median of the ``n`` ratios measured/baseline of runs side by side (a machine whose speed drifts
+    during the run moves both halves of a pair alike)."""
+    pairs = [(timed(baseline)[0], timed(measured)[0]) for _ in range(n)]
+    return (
+        statistics.median(b for b, _ in pairs),
+        statistics.median(m for _, m in pairs),
+        statistics.median(m / b for b, m in pairs),
+    )
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """The wall time of one call of ``fn``, and what it returned."""
     start = time.perf_counter()
