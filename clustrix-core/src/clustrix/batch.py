@@ -59,6 +59,39 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 WORKER_TIME_FACTOR = 2
 
 
+@attrs.frozen
+class JobScript:
+    """A batch job script, part by part in the order it runs; ``render`` writes it.
+
+    Every script the base submits (one call, an array of static chunks, an array of workers) is
+    one of these, so one place shows what a scheduler's script looks like.
+    """
+
+    # Directive lines (resources, array, dependencies, the user's extras), prefix included.
+    directives: Sequence[str]
+    # The shell expression of the id the call sees as CLUSTRIX_JOB_ID.
+    job_id: str
+    # ``export`` lines: cores, time limits, what a call on several tasks needs.
+    exports: Sequence[str]
+    # Where the task finds its job directories ("$1"...), before the setup lines run.
+    arguments: Sequence[str]
+    setup: Sequence[str]
+    # The runner's command line.
+    launch: str
+
+    def render(self) -> bytes:
+        lines = [
+            "#!/bin/bash",
+            *self.directives,
+            f"export CLUSTRIX_JOB_ID={self.job_id}",
+            *self.exports,
+            *self.arguments,
+            *self.setup,
+            self.launch,
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+
 class BatchBackend(Backend):
     """A scheduler driven through its command-line tools; job ids are the scheduler's own."""
 
@@ -268,27 +301,28 @@ class BatchBackend(Backend):
             worker_resources = attrs.evolve(spec.resources, time=worker_time)
             jobs = [attrs.evolve(job, spec=attrs.evolve(spec, resources=worker_resources)) for job in jobs]
         first = self.first_array_index
-        lines = [
-            "#!/bin/bash",
-            *self.directives(jobs, self.array_options(first, first + size - 1)),
-            f"export CLUSTRIX_JOB_ID={self.task_id_expression}",
-            self._cores_line(spec),
-            *([f"export CLUSTRIX_CALL_TIME={call_time}"] if call_time else []),
-            *([f"export CLUSTRIX_WORKER_TIME={WORKER_TIME_FACTOR * call_time}"] if call_time else []),
+        script = JobScript(
+            directives=self.directives(jobs, self.array_options(first, first + size - 1)),
+            job_id=self.task_id_expression,
+            exports=[
+                self._cores_line(spec),
+                *([f"export CLUSTRIX_CALL_TIME={call_time}"] if call_time else []),
+                *([f"export CLUSTRIX_WORKER_TIME={WORKER_TIME_FACTOR * call_time}"] if call_time else []),
+            ],
             # "$1" is a directory of the task's own, as in an array task (its first job's): where
             # a scheduler's setup lines keep the task's record. Not mkdir -p: a worker that starts
             # after its batch ended and was cleaned (its cancel came too late) must not make the
             # batch directory again; it has nothing to claim and ends.
-            f"set -- {shlex.quote(self.worker_directory(batch_dir, number, ''))}$(({self.task_index_variable}))",
-            'mkdir "$1" 2>/dev/null || exit 0',
-            *self.setup_lines(spec),
-            shlex.join([self.python_for(spec), f"{batch_dir}/runner.py", "--worker", batch_dir])
+            arguments=[
+                f"set -- {shlex.quote(self.worker_directory(batch_dir, number, ''))}$(({self.task_index_variable}))",
+                'mkdir "$1" 2>/dev/null || exit 0',
+            ],
+            setup=self.setup_lines(spec),
+            launch=shlex.join([self.python_for(spec), f"{batch_dir}/runner.py", "--worker", batch_dir])
             + ' "$CLUSTRIX_JOB_ID"',
-        ]
-        script = f"{batch_dir}/workers-{number}.sh"
-        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
+        )
         out = f"{batch_dir}/{self.scheduler.lower()}-workers-{number}.out"
-        array_id = self._submit_script(script, spec, out, out, jobs)
+        array_id = self._submit_script(f"{batch_dir}/workers-{number}.sh", script, spec, out, out, jobs)
         return array_id, [self.task_id(array_id, first + index) for index in range(size)]
 
     def retire_workers(self, tasks: Sequence[str]) -> None:
@@ -353,52 +387,50 @@ class BatchBackend(Backend):
         if self._on_tasks(spec):
             exports, launcher = self.task_launch(spec)
             run = f"{shlex.join(launcher)} {run}"
-        lines = [
-            "#!/bin/bash",
-            *self.directives(chunk),
-            f"export CLUSTRIX_JOB_ID={self.job_id_expression}",
-            self._cores_line(spec),
-            *self._time_limit_lines(spec.resources),
-            *exports,
-            *self.setup_lines(spec),
-            run,
-        ]
-        script = f"{directory}/job.sh"
-        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
-        return self._submit_script(script, chunk[0].spec, f"{directory}/stdout", f"{directory}/stderr", chunk)
+        script = JobScript(
+            directives=self.directives(chunk),
+            job_id=self.job_id_expression,
+            exports=[self._cores_line(spec), *self._time_limit_lines(spec.resources), *exports],
+            arguments=[],
+            setup=self.setup_lines(spec),
+            launch=run,
+        )
+        return self._submit_script(
+            f"{directory}/job.sh", script, spec, f"{directory}/stdout", f"{directory}/stderr", chunk
+        )
 
     def _submit_array(self, group: list[list[StagedJob]], batch_dir: str, number: int) -> str:
         first = group[0][0]
         tasks = f"{batch_dir}/tasks-{number}"
         line = f"$(({self.task_index_variable} - {self.first_array_index} + 1))"
-        lines = [
-            "#!/bin/bash",
-            *self.directives(
-                [job for chunk in group for job in chunk],
-                self.array_options(self.first_array_index, self.first_array_index + len(group) - 1),
+        jobs = [job for chunk in group for job in chunk]
+        script = JobScript(
+            directives=self.directives(
+                jobs, self.array_options(self.first_array_index, self.first_array_index + len(group) - 1)
             ),
-            f"export CLUSTRIX_JOB_ID={self.task_id_expression}",
-            self._cores_line(first.spec),
-            *self._time_limit_lines(first.spec.resources),
-            # This task's job directories, shell-quoted on its line of the tasks file.
-            f'eval "set -- $(sed -n "{line}p" {shlex.quote(tasks)})"',
-            # Setup's output belongs with the task's first call, where the client reads stderr.
-            'exec >>"$1/stdout" 2>>"$1/stderr"',
-            *self.setup_lines(first.spec),
-            f'{shlex.quote(self.python_for(first.spec))} "$1/runner.py" "$@"',
-        ]
+            job_id=self.task_id_expression,
+            exports=[self._cores_line(first.spec), *self._time_limit_lines(first.spec.resources)],
+            arguments=[
+                # This task's job directories, shell-quoted on its line of the tasks file.
+                f'eval "set -- $(sed -n "{line}p" {shlex.quote(tasks)})"',
+                # Setup's output belongs with the task's first call, where the client reads stderr.
+                'exec >>"$1/stdout" 2>>"$1/stderr"',
+            ],
+            setup=self.setup_lines(first.spec),
+            launch=f'{shlex.quote(self.python_for(first.spec))} "$1/runner.py" "$@"',
+        )
         task_lines = "".join(" ".join(shlex.quote(job.directory) for job in chunk) + "\n" for chunk in group)
-        script = f"{batch_dir}/array-{number}.sh"
         self.transport.write_files({tasks: task_lines.encode()}, 0o600)
-        self.transport.write_files({script: ("\n".join(lines) + "\n").encode()}, 0o700)
         # One file for the whole array: only what fails before the script's redirect lands there.
         out = f"{batch_dir}/{self.scheduler.lower()}-{number}.out"
-        return self._submit_script(script, first.spec, out, out, [job for chunk in group for job in chunk])
+        return self._submit_script(f"{batch_dir}/array-{number}.sh", script, first.spec, out, out, jobs)
 
     def _submit_script(
-        self, script: str, spec: JobSpec, stdout: str, stderr: str, jobs: Sequence[StagedJob] = ()
+        self, path: str, script: JobScript, spec: JobSpec, stdout: str, stderr: str, jobs: Sequence[StagedJob]
     ) -> str:
-        command = self.submit_command(script, stdout, stderr)
+        """Write ``script`` at ``path`` and submit it; the id the scheduler gave it."""
+        self.transport.write_files({path: script.render()}, 0o700)
+        command = self.submit_command(path, stdout, stderr)
         result = self.run(command)
         if not result.ok:
             if any(word in result.words for word in self.unreachable_words):
