@@ -121,9 +121,9 @@ def watch_cost(window: float) -> None:
     for outstanding in (1, 10, 100):
         futures = fn.map(range(outstanding))
         time.sleep(2)  # past the creation burst
-        before, polls = dict(backend.requests), monitor.polls
+        before, polls = dict(backend.api.requests), monitor.polls
         time.sleep(window)
-        made = {k: v - before.get(k, 0) for k, v in backend.requests.items()}
+        made = {k: v - before.get(k, 0) for k, v in backend.api.requests.items()}
         watching = sum(v for k, v in made.items() if k.split()[0] in ("list", "watch"))
         other = sum(v for k, v in made.items() if k.split()[0] not in ("list", "watch"))
         print(
@@ -156,7 +156,7 @@ def main(n: int, calls: int, window: float) -> None:
     took, values = timed(lambda: [f.result() for f in clustrix_fn.map(range(calls))])
     check = "" if values == [x + 1 for x in range(calls)] else "  WRONG RESULTS"
     row("clustrix map", f"{took:6.2f} s", f"{took / took_floor:.2f}x floor{check}")
-    requests = clustrix_fn.session().backend.requests
+    requests = clustrix_fn.session().backend.api.requests
     print(f"  API requests of the clustrix session so far: {json.dumps(dict(sorted(requests.items())))}")
 
     print(f"API requests per second the watch costs, by Jobs outstanding (window {window:g} s):")

@@ -429,10 +429,10 @@ def test_one_watch_for_many_jobs_and_no_request_per_poll(k8s):
     fn = cluster(profile=k8s, poll_interval=0.1, poll_interval_max=0.2)(add)
     backend = fn.session().backend
     fn(0, 0)  # the watch runs from the first submission on
-    before, polls = dict(backend.requests), fn.session().monitor.polls
+    before, polls = dict(backend.api.requests), fn.session().monitor.polls
     futures = fn.map(range(12), range(12))
     assert [f.result(timeout=300) for f in futures] == [2 * x for x in range(12)]
-    made = {k: v - before.get(k, 0) for k, v in backend.requests.items() if v - before.get(k, 0)}
+    made = {k: v - before.get(k, 0) for k, v in backend.api.requests.items() if v - before.get(k, 0)}
     assert fn.session().monitor.polls - polls >= 5
     # Per job: its Secret, its Job, the Secret's owner, the log, the deletion; nothing per poll.
     assert made.get("create job") == made.get("create secret") == made.get("read log") == 12
@@ -844,10 +844,10 @@ def test_resource_intensive_numpy(k8s, cluster_validator):
 def test_a_job_outlives_several_watch_expiries(k8s):
     fn = cluster(profile=k8s)(sleep_for)
     backend = fn.session().backend
-    before = collections.Counter(backend.requests)  # the session, and its watch, may be older
+    before = collections.Counter(backend.api.requests)  # the session, and its watch, may be older
     future = fn.submit(150)
     assert future.result(timeout=400) == "woke"
-    made = collections.Counter(backend.requests) - before
+    made = collections.Counter(backend.api.requests) - before
     # The server ends each watch after 60 s: it was resumed from its resourceVersion, not listed
     # again for every expiry (one list is allowed, for a 410 Gone if etcd compacted meanwhile).
     assert made["watch jobs"] >= 2, made
@@ -888,7 +888,7 @@ def test_the_watch_resumes_after_the_api_server_restarts(k8s):
         out = subprocess.run([str(CLUSTERS / "up"), "k8s"], timeout=600, capture_output=True, text=True)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert future.result(timeout=300) == "woke"
-    assert fn.session().backend.requests["list jobs"] >= 2, "it listed again after the restart"
+    assert fn.session().backend.api.requests["list jobs"] >= 2, "it listed again after the restart"
     assert cluster(profile=k8s)(add)(20, 22) == 42
 
 

@@ -22,7 +22,6 @@ import importlib
 import importlib.resources
 import io
 import json
-import os
 import pathlib
 import sysconfig
 import threading
@@ -33,29 +32,24 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from clustrix import runner
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, ClustrixError, ConfigError, SubmissionError
 from clustrix.job import Job
-from clustrix.log import get_logger, register_secret
+from clustrix.log import get_logger
 from clustrix.records import Allocation, JobMetrics
 from clustrix.state import JobState, JobStatus
 from clustrix_k8s import framing, manifest, status, upstream
+from clustrix_k8s.client import Api
 from clustrix_k8s.options import OPTIONS
 from clustrix_k8s.watch import Watcher
 
 EMIT_SOURCE = importlib.resources.files("clustrix_k8s").joinpath("emit.py").read_bytes()
-REQUEST_TIMEOUT = (10, 60)
 # A pod log is at most the kubelet's containerLogMaxSize (10 MiB by default); read no more than this.
 MAX_LOG_BYTES = 64 * 1024**2
 # A Job the watch has not shown this long after its creation is looked up directly.
 UNSEEN_CHECK = 30.0
-IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 # Finished jobs remembered for the validator's questions (their final Job and pod).
 REMEMBERED = 5000
 # At most one warning about unschedulable jobs this often (seconds); the rest at debug level.
@@ -97,14 +91,8 @@ class KubernetesBackend(Backend):
         super().__init__(*args, **kwargs)
         # Names this client's Jobs in their labels: its watch sees only them.
         self.client_id = uuid.uuid4().hex[:12]
-        # API requests made, by what they were for: the benchmarks read it.
-        self.requests: collections.Counter[str] = collections.Counter()
+        self.api = Api(self.config)
         self._lock = threading.RLock()
-        self._counting = threading.Lock()
-        self._connected = threading.Lock()
-        self._client: Any = None
-        self._settings: manifest.Settings | None = None
-        self._host = ""
         self._tracked: dict[str, Tracked] = {}
         self._finished: collections.OrderedDict[str, Tracked] = collections.OrderedDict()
         self._jobs: dict[str, dict[str, Any]] = {}
@@ -113,103 +101,22 @@ class KubernetesBackend(Backend):
         self._first_seen: dict[str, float] = {}
         self._unschedulable_said = -UNSCHEDULABLE_SAY_EVERY
         self._watchers: list[Watcher] = []
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._log = get_logger(cluster=self.config.label)
-
-    # -- connection -------------------------------------------------------------------------
 
     @property
     def settings(self) -> manifest.Settings:
-        self._connect()
-        assert self._settings is not None
-        return self._settings
+        return self.api.settings
 
     @property
     def namespace(self) -> str:
         return self.settings.namespace
 
-    def _connect(self) -> None:
-        with self._connected:
-            if self._client is not None:
-                return
-            configuration = kubernetes.client.Configuration()
-            kubeconfig = self.config.option("kubeconfig")
-            context = self.config.option("context")
-            namespace = "default"
-            in_cluster = not kubeconfig and "KUBERNETES_SERVICE_HOST" in os.environ
-            try:
-                if in_cluster:
-                    kubernetes.config.load_incluster_config(client_configuration=configuration)
-                    with open(IN_CLUSTER_NAMESPACE) as f:
-                        namespace = f.read().strip() or namespace
-                else:
-                    path = os.path.expanduser(kubeconfig) if kubeconfig else None
-                    kubernetes.config.load_kube_config(
-                        config_file=path, context=context, client_configuration=configuration, persist_config=False
-                    )
-                    contexts, current = kubernetes.config.list_kube_config_contexts(path)
-                    chosen = next((c for c in contexts if c["name"] == context), current) if context else current
-                    namespace = (chosen or {}).get("context", {}).get("namespace") or namespace
-            except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
-                where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
-                raise BackendUnavailableError(f"{self.config.label}: cannot load the {where}: {exc}") from exc
-            for value in (configuration.api_key or {}).values():
-                register_secret(str(value).removeprefix("Bearer ").strip())
-            settings = manifest.Settings.from_config(self.config, namespace)
-            configuration.connection_pool_maxsize = settings.api_concurrency + 4
-            self._host = configuration.host
-            self._settings = settings
-            self._client = kubernetes.client.ApiClient(configuration)
-            self._core = kubernetes.client.CoreV1Api(self._client)
-            self._batch = kubernetes.client.BatchV1Api(self._client)
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                settings.api_concurrency, thread_name_prefix="clustrix-k8s-api"
-            )
-
-    def _request(
-        self,
-        what: str,
-        call: Callable[..., Any],
-        *args: Any,
-        error: type[ClustrixError] = BackendUnavailableError,
-        ok: tuple[int, ...] = (),
-        raw: bool = False,
-        **kwargs: Any,
-    ) -> tuple[int, Any]:
-        """One API request: (HTTP status, parsed JSON or the raw bytes). Failures raise ``error``
-        with the API server's own words, except a status in ``ok`` (such as 404), which is returned."""
-        self._count(what)
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        try:
-            response = call(*args, _preload_content=False, **kwargs)
-        except ApiException as exc:
-            if exc.status in ok:
-                return exc.status, None
-            message = _api_message(exc)
-            if exc.status in (0, 429) or exc.status >= 500:
-                raise BackendUnavailableError(f"{self.config.label}: {what}: {message}") from exc
-            raise error(f"{self.config.label}: {what}: {message}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise BackendUnavailableError(
-                f"{self.config.label}: {what}: the API server at {self._host} did not answer: {exc}"
-            ) from exc
-        data = response.data
-        if raw:
-            return response.status, data
-        return response.status, json.loads(data) if data else None
-
     # -- the Backend interface -----------------------------------------------------------------
 
     def check(self) -> str:
-        _, version = self._request("version", kubernetes.client.VersionApi(self._api()).get_code)
-        self._request(
-            "list jobs", self._batch.list_namespaced_job, self.namespace, limit=1, error=BackendUnavailableError
-        )
-        return f"Kubernetes {version.get('gitVersion', '?')} at {self._host}, namespace {self.namespace}"
-
-    def _api(self) -> Any:
-        self._connect()
-        return self._client
+        version = self.api.version()
+        self.api.request("list jobs", self.api.batch.list_namespaced_job, self.namespace, limit=1)
+        return f"Kubernetes {version} at {self.api.host}, namespace {self.namespace}"
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         """One Secret (or more, for a large payload) and one Job per call, whatever ``chunksize`` says.
@@ -225,7 +132,7 @@ class KubernetesBackend(Backend):
         with self._lock:
             for job, name, _, _ in prepared:
                 self._tracked[name] = Tracked(name=name, key=job.key, directory=job.directory, created=now)
-        pool = self._executor()
+        pool = self.api.pool
         futures = [pool.submit(self._create, name, secrets, body) for _, name, secrets, body in prepared]
         concurrent.futures.wait(futures)
         errors = [f.exception() for f in futures if f.exception() is not None]
@@ -302,7 +209,7 @@ class KubernetesBackend(Backend):
             reason = f"job {failed.name} it waits for ended {failed.status.state.value}"
             self._finish(name, tracked, JobStatus(JobState.CANCELLED, reason=reason))
         else:
-            self._executor().submit(self._create_held, name, tracked)
+            self.api.pool.submit(self._create_held, name, tracked)
 
     def _create_held(self, name: str, tracked: Tracked) -> None:
         assert tracked.held is not None
@@ -328,17 +235,21 @@ class KubernetesBackend(Backend):
         made: list[str] = []
         try:
             for secret in secrets:
-                self._request("create secret", self._core.create_namespaced_secret, ns, secret, error=SubmissionError)
+                self.api.request(
+                    "create secret", self.api.core.create_namespaced_secret, ns, secret, error=SubmissionError
+                )
                 made.append(secret["metadata"]["name"])
-            _, created = self._request("create job", self._batch.create_namespaced_job, ns, body, error=SubmissionError)
+            _, created = self.api.request(
+                "create job", self.api.batch.create_namespaced_job, ns, body, error=SubmissionError
+            )
         except BaseException:
             for secret_name in made:
-                self._request_quietly("delete secret", self._core.delete_namespaced_secret, secret_name, ns)
+                self.api.request_quietly("delete secret", self.api.core.delete_namespaced_secret, secret_name, ns)
             raise
         patch = manifest.owner_patch(created)
         for secret_name in made:
             try:
-                self._request("own secret", self._core.patch_namespaced_secret, secret_name, ns, patch)
+                self.api.request("own secret", self.api.core.patch_namespaced_secret, secret_name, ns, patch)
             except ClustrixError as exc:
                 # The Job runs all the same; its Secrets are then deleted by name when it is.
                 self._log.warning("could not make the Job own its Secret", job_id=name, error=str(exc))
@@ -421,20 +332,22 @@ class KubernetesBackend(Backend):
         self._ensure_watching()
         relabel = {"metadata": {"labels": {manifest.CLIENT_LABEL: self.client_id}}}
         for name in job_ids:
-            code, job = self._request("read job", self._batch.read_namespaced_job, name, self.namespace, ok=(404,))
+            code, job = self.api.request(
+                "read job", self.api.batch.read_namespaced_job, name, self.namespace, ok=(404,)
+            )
             if code == 404:
                 continue  # gone: the poll says so
             key = (job["metadata"].get("annotations") or {}).get(manifest.KEY_ANNOTATION)
             if not key:
                 continue  # not a clustrix Job: the poll reports it as any other client's
             ns, selector = self.namespace, f"{manifest.JOB_LABEL}={name}"
-            _, pods = self._request("list pods", self._core.list_namespaced_pod, ns, label_selector=selector)
+            _, pods = self.api.request("list pods", self.api.core.list_namespaced_pod, ns, label_selector=selector)
             relabelled = []
             for pod in pods.get("items") or []:
                 if status.owned_by(pod, job):
-                    code, pod = self._request(
+                    code, pod = self.api.request(
                         "relabel pod",
-                        self._core.patch_namespaced_pod,
+                        self.api.core.patch_namespaced_pod,
                         pod["metadata"]["name"],
                         self.namespace,
                         relabel,
@@ -442,8 +355,8 @@ class KubernetesBackend(Backend):
                     )
                     if code != 404:
                         relabelled.append(pod)
-            code, job = self._request(
-                "relabel job", self._batch.patch_namespaced_job, name, self.namespace, relabel, ok=(404,)
+            code, job = self.api.request(
+                "relabel job", self.api.batch.patch_namespaced_job, name, self.namespace, relabel, ok=(404,)
             )
             if code == 404:
                 continue
@@ -477,23 +390,16 @@ class KubernetesBackend(Backend):
         for tracked in never_created:
             self._finish(tracked.name, tracked, JobStatus(JobState.CANCELLED, reason="cancelled before it was created"))
         policy = self.settings.cancel_propagation
-        list(self._executor().map(lambda name: self._delete(name, policy, strict=True), targets))
+        list(self.api.pool.map(lambda name: self._delete(name, policy, strict=True), targets))
 
     def close(self) -> None:
         for watcher in self._watchers:
             watcher.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        self.api.close()
 
     # -- watching ------------------------------------------------------------------------------
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        self._connect()
-        assert self._pool is not None
-        return self._pool
-
     def _ensure_watching(self) -> None:
-        self._connect()
         with self._lock:
             if self._watchers:
                 return
@@ -502,25 +408,21 @@ class KubernetesBackend(Backend):
             self._watchers = [
                 Watcher(
                     "jobs",
-                    lambda **kw: self._batch.list_namespaced_job(ns, label_selector=selector, **kw),
+                    lambda **kw: self.api.batch.list_namespaced_job(ns, label_selector=selector, **kw),
                     self._reset_jobs,
                     self._job_event,
-                    self._count,
+                    self.api.count,
                 ),
                 Watcher(
                     "pods",
-                    lambda **kw: self._core.list_namespaced_pod(ns, label_selector=selector, **kw),
+                    lambda **kw: self.api.core.list_namespaced_pod(ns, label_selector=selector, **kw),
                     self._reset_pods,
                     self._pod_event,
-                    self._count,
+                    self.api.count,
                 ),
             ]
             for watcher in self._watchers:
                 watcher.start()
-
-    def _count(self, what: str) -> None:
-        with self._counting:
-            self.requests[what] += 1
 
     def _reset_jobs(self, items: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -600,7 +502,9 @@ class KubernetesBackend(Backend):
                 unseen = False
         if unseen:
             # Not in the watch's cache long after its creation: ask for it by name.
-            code, job = self._request("read job", self._batch.read_namespaced_job, name, self.namespace, ok=(404,))
+            code, job = self.api.request(
+                "read job", self.api.batch.read_namespaced_job, name, self.namespace, ok=(404,)
+            )
             if code != 404:
                 with self._lock:
                     tracked.seen = True
@@ -633,7 +537,7 @@ class KubernetesBackend(Backend):
                         self._unschedulable_said = now
                 tracked.status = new
         if new.state.finished:
-            self._executor().submit(self._collect, name, new)
+            self.api.pool.submit(self._collect, name, new)
         elif changed:
             self._notify()
 
@@ -686,9 +590,9 @@ class KubernetesBackend(Backend):
                 self._delete(name, "Background")
             if not tracked.owned:
                 for index in range(self.settings.max_payload_secrets):
-                    code, _ = self._request_quietly(
+                    code, _ = self.api.request_quietly(
                         "delete secret",
-                        self._core.delete_namespaced_secret,
+                        self.api.core.delete_namespaced_secret,
                         manifest.secret_name(name, index),
                         self.namespace,
                     )
@@ -703,9 +607,9 @@ class KubernetesBackend(Backend):
             pod = self._settled_pod(pod)
             tracked.final_pod = pod
         pod_name = pod["metadata"]["name"]
-        code, data = self._request(
+        code, data = self.api.request(
             "read log",
-            self._core.read_namespaced_pod_log,
+            self.api.core.read_namespaced_pod_log,
             pod_name,
             self.namespace,
             container=manifest.CONTAINER,
@@ -741,7 +645,9 @@ class KubernetesBackend(Backend):
             with self._lock:
                 pod = self._pods.get(name, pod)
         if status.terminated(pod) is None:
-            code, fresh = self._request("read pod", self._core.read_namespaced_pod, name, self.namespace, ok=(404,))
+            code, fresh = self.api.request(
+                "read pod", self.api.core.read_namespaced_pod, name, self.namespace, ok=(404,)
+            )
             if code != 404:
                 pod = fresh
         return pod
@@ -749,24 +655,24 @@ class KubernetesBackend(Backend):
     def _delete(self, name: str, propagation: str, strict: bool = False) -> None:
         body = {"propagationPolicy": propagation}
         if strict:
-            self._request("delete job", self._batch.delete_namespaced_job, name, self.namespace, body=body, ok=(404,))
+            self.api.request(
+                "delete job", self.api.batch.delete_namespaced_job, name, self.namespace, body=body, ok=(404,)
+            )
         else:
-            self._request_quietly("delete job", self._batch.delete_namespaced_job, name, self.namespace, body=body)
-
-    def _request_quietly(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, Any]:
-        try:
-            return self._request(what, call, *args, ok=(404,), **kwargs)
-        except ClustrixError as exc:
-            self._log.warning("cleanup request failed", what=what, error=str(exc))
-            return 0, None
+            self.api.request_quietly(
+                "delete job", self.api.batch.delete_namespaced_job, name, self.namespace, body=body
+            )
 
     def _direct_status(self, name: str) -> JobStatus:
         """A job this client did not submit (``clustrix jobs``): asked for by name."""
-        code, job = self._request("read job", self._batch.read_namespaced_job, name, self.namespace, ok=(404,))
+        code, job = self.api.request("read job", self.api.batch.read_namespaced_job, name, self.namespace, ok=(404,))
         if code == 404:
             return JobStatus(JobState.UNKNOWN, reason=f"no Job {name} in namespace {self.namespace}")
-        _, pods = self._request(
-            "list pods", self._core.list_namespaced_pod, self.namespace, label_selector=f"{manifest.JOB_LABEL}={name}"
+        _, pods = self.api.request(
+            "list pods",
+            self.api.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=f"{manifest.JOB_LABEL}={name}",
         )
         return status.job_status(job, [pod for pod in pods.get("items") or [] if status.owned_by(pod, job)])
 
@@ -781,7 +687,7 @@ class KubernetesBackend(Backend):
         tracked = self._record(job_id)
         if tracked is not None and (tracked.seen or tracked.collected or tracked.held is not None):
             return True
-        code, _ = self._request("read job", self._batch.read_namespaced_job, job_id, self.namespace, ok=(404,))
+        code, _ = self.api.request("read job", self.api.batch.read_namespaced_job, job_id, self.namespace, ok=(404,))
         return code != 404
 
     def _pod_of(self, job_id: str) -> dict[str, Any] | None:
@@ -853,12 +759,3 @@ def _job_of(pod: Mapping[str, Any]) -> str:
 
 def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
-
-
-def _api_message(exc: ApiException) -> str:
-    """The API server's own words (its Status message), else the HTTP status line."""
-    try:
-        body = json.loads(exc.body)
-        return f"{exc.status} {body.get('reason', exc.reason)}: {body['message']}"
-    except (TypeError, ValueError, KeyError):
-        return f"{exc.status} {exc.reason}".strip()
