@@ -27,6 +27,8 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import attrs
+
 from clustrix import convert, workers
 from clustrix.backend import StagedJob
 from clustrix.batch import BatchBackend
@@ -401,9 +403,8 @@ class PbsBackend(BatchBackend):
             calls = [parse.job_record(next(lines, "")) for _ in ds]
             returned = [call.runner_returned for call in calls]
             finished = None if returned[-1] is None else all(r is True for r in returned)
-            records[job_id] = parse.JobRecord(
-                calls[0].scheduler_id, calls[0].script_exit, finished, calls[0].memory_kills
-            )
+            # The task's own record (its first directory's), with whether the runner finished every call.
+            records[job_id] = attrs.evolve(calls[0], runner_returned=finished)
         return records
 
     def _learn_task_ids(self, tasks: Sequence[str]) -> None:

@@ -228,17 +228,21 @@ class SlurmBackend(BatchBackend):
             lines = self.run_query(argv, "reading memory use").splitlines()
         except BackendUnavailableError:
             return {}
+        # What this client sent, where it did: slurmdbd's ReqMem of a job that ended fast can
+        # still be unset (sacct prints it as ``16?``).
+        sent = {
+            job_id: _megabytes(resources.memory)
+            for job_id in job_ids
+            if (resources := self.resources_of(job_id)) is not None and resources.memory
+        }
         asked: dict[str, str] = {}
         used: dict[str, int] = {}
         for fields in (line.split("|") for line in lines):
             if len(fields) != 3:
                 continue
             job_id, _, step = fields[0].partition(".")
-            # What this client sent, when it did: slurmdbd's ReqMem of a job that ended fast can
-            # still be unset (sacct prints it as ``16?``).
-            resources = self.resources_of(job_id)
-            if resources is not None and resources.memory:
-                asked[job_id] = _megabytes(resources.memory)
+            if job_id in sent:
+                asked[job_id] = sent[job_id]
             elif not step and parse.slurm_memory(fields[1]) is not None:
                 asked[job_id] = fields[1]
             used[job_id] = max(used.get(job_id, 0), parse.slurm_memory(fields[2]) or 0)
