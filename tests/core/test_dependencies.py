@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clustrix import ConfigError, DependencyFailedError, JobState, cluster
+from clustrix.state import JobStatus
 
 
 def slow_value(x, seconds=1.0):
@@ -112,3 +113,35 @@ def test_upstream_directory_outlives_its_cleanup_until_dependants_ran(local_prof
 def test_after_needs_futures(local_profile):
     with pytest.raises(ConfigError, match="not a future"):
         cluster(profile=local_profile())(stamp).after(42)
+
+
+def test_dependant_removed_before_its_failed_upstream_is_seen_ending(local_profile):
+    """PBS Pro deletes an ``afterok`` dependant as its upstream exits, and a poll can report that
+    before the upstream's own end: the dependant still fails with DependencyFailedError, not as a
+    job cancelled for no reason. The scheduler's order is replayed here by hiding the upstream's
+    end from the first polls that see the dependant gone."""
+    profile = local_profile()
+    upstream = cluster(profile=profile)(fail_later).submit()
+    dependant = cluster(profile=profile)(stamp).after(upstream).submit(1)
+    session = dependant.job.session
+    real_poll = session.backend.poll
+    after_dependant_ended = []
+
+    def upstream_late(job_ids):
+        statuses = real_poll(job_ids)
+        seen = statuses.get(upstream.job_id)
+        if seen is not None and seen.state.finished and len(after_dependant_ended) < 3:
+            statuses[upstream.job_id] = JobStatus(JobState.RUNNING)
+            ended = statuses.get(dependant.job_id)
+            if after_dependant_ended or (ended is not None and ended.state.finished):
+                after_dependant_ended.append(ended)
+        return statuses
+
+    session.backend.poll = upstream_late
+    try:
+        with pytest.raises(DependencyFailedError, match=f"job {upstream.job_id} it depends on ended FAILED"):
+            dependant.result(timeout=120)
+    finally:
+        del session.backend.poll
+    assert after_dependant_ended, "the dependant's end was reported before its upstream's"
+    assert dependant.state is JobState.CANCELLED

@@ -63,6 +63,17 @@ class Job:
         """The runner's record of the call (rank 0's): host, pid, user, times, scheduler variables."""
         return self.metas[0] if self.metas else None
 
+    @property
+    def ended_by_upstream(self) -> bool:
+        """Ended CANCELLED unasked while a job it waits for has not been seen ending yet: the
+        scheduler removed it because that job failed (PBS Pro deletes an ``afterok`` dependant
+        as soon as its upstream exits, before a poll sees the upstream's end)."""
+        return (
+            self.state is JobState.CANCELLED
+            and not self.cancel_requested
+            and any(not up.state.finished for up in self.waits_for)
+        )
+
     def update(self, status: JobStatus) -> JobState | None:
         """Record a poll's answer; return the old state when the state changed."""
         old = self.status.state

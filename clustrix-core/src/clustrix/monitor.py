@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from clustrix.state import JobStatus
 
 BACKOFF = 1.5
+# How long a job the scheduler removed because a job it waits for failed waits for a poll to
+# see that job's end (the failed upstream explains it), before it is collected as it stands.
+UPSTREAM_END_GRACE = 60.0
 # Jobs collected at once; each mostly waits on the transport.
 COLLECTORS = 4
 
@@ -40,6 +43,8 @@ class Monitor:
         self.polls = 0
         # Keyed by job key: calls chunked into one scheduler task share its job id.
         self._jobs: dict[str, Job] = {}
+        # Ended jobs held back until their upstreams' ends are seen: key -> (job, collect by).
+        self._deferred: dict[str, tuple[Job, float]] = {}
         self._wake = threading.Condition()
         self._woken = False
         # Since when polls have failed (None: the last one answered).
@@ -70,7 +75,7 @@ class Monitor:
         interval = self.config.poll_interval
         while True:
             with self._wake:
-                while not self._jobs:
+                while not self._jobs and not self._deferred:
                     self._wake.wait()
                 self._woken = False
             changed = self._poll_once()
@@ -86,17 +91,7 @@ class Monitor:
         polled are not kept alive (with their functions and arguments) while the monitor waits."""
         with self._wake:
             jobs = list(self._jobs.values())
-        try:
-            statuses = self.session.backend.poll(list(dict.fromkeys(job.job_id for job in jobs)))
-            self.polls += 1
-            self._failing_since = None
-        except Exception as exc:  # noqa: BLE001 - see the module docstring
-            self._failing_since = self._failing_since or time.monotonic()
-            self._log.warning("poll failed", error=f"{type(exc).__name__}: {exc}", jobs=len(jobs))
-            if time.monotonic() - self._failing_since > self.config.poll_failure_timeout:
-                self._give_up(jobs, exc)
-                self._failing_since = None
-            statuses = {}
+        statuses = self._poll(jobs) if jobs else {}
         changed = False
         ended = []
         for job in jobs:
@@ -106,12 +101,34 @@ class Monitor:
                 if status.state.finished:
                     ended.append(job)
         # Collected only once the whole poll is recorded: a call that ended because a job it waits
-        # for failed is explained by that job's state, which may come later in the same poll.
-        for job in ended:
-            with self._wake:
+        # for failed is explained by that job's state, which may come later in the same poll, or
+        # in a later one (held back until then; see Job.ended_by_upstream).
+        now = time.monotonic()
+        with self._wake:
+            for job in ended:
                 if self._jobs.pop(job.key, None) is not None:
-                    self._collectors.submit(self._collect, job)
+                    self._deferred[job.key] = (job, now + UPSTREAM_END_GRACE)
+            ready = [job for job, until in self._deferred.values() if not job.ended_by_upstream or now >= until]
+            for job in ready:
+                del self._deferred[job.key]
+        for job in ready:
+            self._collectors.submit(self._collect, job)
         return changed
+
+    def _poll(self, jobs: list[Job]) -> dict[str, JobStatus]:
+        """One backend poll of ``jobs``; nothing when it fails (given up on after ``poll_failure_timeout``)."""
+        try:
+            statuses = self.session.backend.poll(list(dict.fromkeys(job.job_id for job in jobs)))
+        except Exception as exc:  # noqa: BLE001 - see the module docstring
+            self._failing_since = self._failing_since or time.monotonic()
+            self._log.warning("poll failed", error=f"{type(exc).__name__}: {exc}", jobs=len(jobs))
+            if time.monotonic() - self._failing_since > self.config.poll_failure_timeout:
+                self._give_up(jobs, exc)
+                self._failing_since = None
+            return {}
+        self.polls += 1
+        self._failing_since = None
+        return statuses
 
     def _record(self, job: Job, status: JobStatus) -> bool:
         """Record one job's status; True when its state changed."""
@@ -132,6 +149,7 @@ class Monitor:
         self._log.error("job handling failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
         with self._wake:
             self._jobs.pop(job.key, None)
+            self._deferred.pop(job.key, None)
         if isinstance(exc, ClustrixError):
             error: ClustrixError = exc
         else:
