@@ -23,18 +23,17 @@
 # clustrix-test only), namespaces clustrix-test and clustrix-other, and the fixtures described at
 # _k8s_fixtures. Profile "kubernetes". Logs: $STATE/log/k8s-*.log, $STATE/k8s/{build,image}.log.
 #
-# Cached outside the checkout in $K8S_CACHE (CLUSTRIX_TEST_CACHE, default /var/cache/clustrix-test)
+# Cached outside the checkout in $CACHE (CLUSTRIX_TEST_CACHE, default /var/cache/clustrix-test)
 # and kept by `down`, keyed by what they are built from:
-#   $K8S_CACHE/k8s-<source version>/bin/   the five binaries (kubectl from Debian's kubernetes-client)
-#   $K8S_CACHE/images/*.tar                OCI image tars of the pause and Python images
-#   $K8S_CACHE/apt-src/                    private apt config + lists used to fetch the sources
+#   $CACHE/k8s-<source version>/bin/   the five binaries (kubectl from Debian's kubernetes-client)
+#   $CACHE/images/*.tar                OCI image tars of the pause and Python images
+#   $CACHE/apt-src/                    private apt config + lists used to fetch the sources
 # `down` stops every daemon by pid, removes the pods first (so containerd's shims, mounts and network
 # namespaces go cleanly), and empties etcd and the volume: the next `up` gives a fresh cluster with
 # the same credentials.
 
 K8S_DIR=$STATE/k8s
-K8S_CACHE=${CLUSTRIX_TEST_CACHE:-/var/cache/clustrix-test}
-K8S_APT=$K8S_CACHE/apt-src
+K8S_APT=$CACHE/apt-src
 
 K8S_ETCD_PORT=12379
 K8S_ETCD_PEER_PORT=12380
@@ -146,7 +145,7 @@ _k8s_version() {
     echo "$_K8S_VERSION"
 }
 
-_k8s_bindir() { echo "$K8S_CACHE/k8s-$(_k8s_version)/bin"; }
+_k8s_bindir() { echo "$CACHE/k8s-$(_k8s_version)/bin"; }
 
 # _k8s_build: fetch, patch and build the server binaries into the cache (run in the background; the
 # log is $K8S_DIR/build.log). Two changes to the source, both also needed by anyone building it here:
@@ -157,7 +156,7 @@ _k8s_build() {
     local ver bindir work src b
     ver=$(_k8s_version)
     bindir=$(_k8s_bindir)
-    work=$K8S_CACHE/k8s-build
+    work=$CACHE/k8s-build
     rm -rf "$work"
     mkdir -p "$work"
     log "k8s: building $K8S_BINARIES from Debian's kubernetes $ver (takes ~7 min on 2 cores)"
@@ -200,7 +199,7 @@ _k8s_build() {
 _k8s_kubectl_bin() {
     local bindir tmp; bindir=$(_k8s_bindir)
     [ -x "$bindir/kubectl" ] && return 0
-    tmp=$(mktemp -d "$K8S_CACHE/kubectl.XXXXXX")
+    tmp=$(mktemp -d "$CACHE/kubectl.XXXXXX")
     ( cd "$tmp" && _k8s_apt apt-get download "kubernetes-client=$(_k8s_version)" ) >"$K8S_DIR/kubectl.log" 2>&1 \
         || die "k8s: apt-get download kubernetes-client failed (see $K8S_DIR/kubectl.log)"
     dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$tmp/x"
@@ -226,14 +225,14 @@ _k8s_image_tar() {
         python) key=$(printf 'bookworm minbase %s\n' "$K8S_PYTHON_PACKAGES" | cat - "$HERE/k8s/oci-image.py" \
             | sha256sum | cut -c1-12) ;;
     esac
-    echo "$K8S_CACHE/images/$what-$key.tar"
+    echo "$CACHE/images/$what-$key.tar"
 }
 
 _k8s_build_pause() {
     local out work
     out=$(_k8s_image_tar pause)
     [ -s "$out" ] && return 0
-    work=$(mktemp -d "$K8S_CACHE/images/pause.XXXXXX")
+    work=$(mktemp -d "$CACHE/images/pause.XXXXXX")
     mkdir -p "$work/rootfs"
     gcc -Os -static -o "$work/rootfs/pause" "$HERE/k8s/pause.c" || die "k8s: cannot build pause (gcc -static)"
     strip "$work/rootfs/pause"
@@ -251,7 +250,7 @@ _k8s_build_python() {
     mirror=$(_k8s_mirror)
     [ -n "$mirror" ] || die "k8s: no bookworm source in /etc/apt/sources.list.d/debian.sources for debootstrap"
     log "k8s: building the image $K8S_PYTHON_IMAGE (debootstrap bookworm + $K8S_PYTHON_PACKAGES)"
-    work=$(mktemp -d "$K8S_CACHE/images/python.XXXXXX")
+    work=$(mktemp -d "$CACHE/images/python.XXXXXX")
     debootstrap --variant=minbase --include="$K8S_PYTHON_PACKAGES" \
         --keyring=/usr/share/keyrings/debian-archive-keyring.gpg bookworm "$work/rootfs" "$mirror" \
         || die "k8s: debootstrap failed (see $K8S_DIR/image.log)"
@@ -846,12 +845,12 @@ _k8s_cgroups() {
 # Build steps that take minutes run in the background, one at a time per machine (a lock in the cache),
 # while the rest comes up; each rechecks the cache once it holds the lock.
 _k8s_bg_binaries() {
-    mkdir -p "$K8S_CACHE"
-    ( flock 9; _k8s_server_binaries_ready || _k8s_build ) 9>"$K8S_CACHE/build.lock"
+    mkdir -p "$CACHE"
+    ( flock 9; _k8s_server_binaries_ready || _k8s_build ) 9>"$CACHE/build.lock"
 }
 
 _k8s_bg_python() {
-    ( flock 9; _k8s_build_python ) 9>"$K8S_CACHE/images/python.lock"
+    ( flock 9; _k8s_build_python ) 9>"$CACHE/images/python.lock"
 }
 
 _k8s_server_binaries_ready() {
@@ -861,7 +860,7 @@ _k8s_server_binaries_ready() {
 
 k8s_up() {
     local t0=$SECONDS build_pid="" image_pid="" started
-    mkdir -p "$K8S_DIR" "$K8S_DIR/args" "$K8S_CACHE/images" "$STATE/run" "$STATE/log"
+    mkdir -p "$K8S_DIR" "$K8S_DIR/args" "$CACHE/images" "$STATE/run" "$STATE/log"
     chmod 755 "$STATE" "$K8S_DIR"
 
     # The build is the long pole of a cold `up`: start it first, install the rest while it runs.
@@ -962,7 +961,7 @@ k8s_down() {
             "$K8S_DIR/pv"
     fi
     remove_profiles kubernetes
-    log "k8s: down (kept $K8S_DIR/pki, the kubeconfigs, containerd's images and $K8S_CACHE)"
+    log "k8s: down (kept $K8S_DIR/pki, the kubeconfigs, containerd's images and $CACHE)"
 }
 
 k8s_status() {

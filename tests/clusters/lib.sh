@@ -2,6 +2,8 @@
 # Sourced by `up`, `down`, `status` and by each <kind>.sh; never run directly.
 
 STATE=${CLUSTRIX_TEST_STATE:-/var/lib/clustrix-test}
+# Slow builds (Kubernetes, OpenPBS), kept across runs and checkouts.
+CACHE=${CLUSTRIX_TEST_CACHE:-/var/cache/clustrix-test}
 TEST_USER=${CLUSTRIX_TEST_USER:-cxuser}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

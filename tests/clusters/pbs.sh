@@ -3,7 +3,7 @@
 # has no OpenPBS or Torque server; `slurm-wlm-torque` is the PBS front end it has.
 #
 # slurm-wlm-torque conflicts with gridengine-client (sge.sh), so it is not installed: its .deb is
-# fetched once into $PBS_CACHE and unpacked into the private prefix $PBS_DIR/root. Its qsub runs the
+# fetched once into $CACHE and unpacked into the private prefix $PBS_DIR/root. Its qsub runs the
 # sbatch/salloc/srun that lie beside it ($FindBin::Bin), so those are symlinked into that prefix.
 # $PBS_BIN holds the commands to put first on PATH for PBS (and only for PBS: its qsub/qstat/qdel
 # would shadow SGE's): small wrappers that default SLURM_CONF to main's slurm.conf and run the
@@ -18,7 +18,6 @@
 PBS_DIR=$STATE/pbs
 PBS_ROOT=$STATE/pbs/root
 PBS_BIN=$STATE/pbs/bin
-PBS_CACHE=/var/cache/clustrix-test
 PBS_SLURM_CONF=$STATE/slurm/main/slurm.conf
 PBS_PLUGSTACK=$STATE/slurm/main/plugstack.conf
 PBS_SPANK=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_pbs.so
@@ -50,13 +49,13 @@ _pbs_deb() {
     local ver deb tmp
     ver=$(_pbs_version)
     [ -n "$ver" ] || die "pbs: slurm-client is not installed (run tests/clusters/up slurm first)"
-    deb=$PBS_CACHE/slurm-wlm-torque_${ver//:/%3a}_all.deb
+    deb=$CACHE/slurm-wlm-torque_${ver//:/%3a}_all.deb
     if [ ! -s "$deb" ]; then
-        mkdir -p "$PBS_CACHE"
+        mkdir -p "$CACHE"
         # apt downloads as the unprivileged _apt user: give it a directory of its own.
         tmp=$(mktemp -d)
         chown _apt "$tmp" 2>/dev/null || true
-        log "pbs: downloading slurm-wlm-torque $ver into $PBS_CACHE"
+        log "pbs: downloading slurm-wlm-torque $ver into $CACHE"
         (
             flock 9
             cd "$tmp" || exit 1
@@ -203,7 +202,7 @@ EOF
 pbs_down() {
     rm -f "$PBS_PLUGSTACK" "$PBS_DIR/smoke.passed"
     remove_profiles pbs
-    log "pbs: down (PBS_* plugin off for Slurm main; kept $PBS_DIR and $PBS_CACHE; Slurm main untouched)"
+    log "pbs: down (PBS_* plugin off for Slurm main; kept $PBS_DIR and $CACHE; Slurm main untouched)"
 }
 
 pbs_status() {

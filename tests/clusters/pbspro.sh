@@ -4,7 +4,7 @@
 # Build. Debian has no PBS server package: OpenPBS is built from the upstream tarball in
 # shared/vendor/openpbs beside the repository (or $CLUSTRIX_OPENPBS_SOURCE), checked against its
 # SHA256SUMS, with its two patches (needed for Python 3.11). Built once per machine into
-# /var/cache/clustrix-test/openpbs-<16 hex of the tarball's sha256>/, the install prefix itself
+# $CACHE/openpbs-<16 hex of the tarball's sha256>/ (lib.sh), the install prefix itself
 # (OpenPBS compiles its paths in); a marker written after `make install` says the build is whole.
 # `make install` would also write /etc/profile.d/pbs.sh, which puts OpenPBS's bin first on every login
 # shell's PATH and so shadows SGE's /usr/bin/qsub: it goes under the prefix instead.
@@ -47,7 +47,6 @@
 # the cgroup mounts from the hook. Without a cgroup v1 memory controller the hook stays disabled, the
 # node's mem is set to 4gb, and OpenPBS enforces no memory limit.
 
-PBSPRO_CACHE=/var/cache/clustrix-test
 PBSPRO_DIR=$STATE/pbspro
 PBSPRO_HOME=$PBSPRO_DIR/home
 PBSPRO_CONF=$PBSPRO_DIR/pbs.conf
@@ -123,7 +122,7 @@ _pbspro_prefix() {
     src=$(_pbspro_source) || exit 1
     sha=$(awk -v t="$(_pbspro_tarball "$src")" '$2 == t {print $1}' "$src/SHA256SUMS")
     [[ $sha =~ ^[0-9a-f]{64}$ ]] || die "pbspro: no sha256 for the tarball in $src/SHA256SUMS"
-    echo "$PBSPRO_CACHE/openpbs-${sha:0:16}"
+    echo "$CACHE/openpbs-${sha:0:16}"
 }
 
 _pbspro_built() { [ -f "$1/.clustrix-build/complete" ] && [ -x "$1/sbin/pbs_server.bin" ]; }
@@ -137,12 +136,12 @@ _pbspro_build() {
     # Checked on every up (it takes milliseconds): a damaged source folder shows at once.
     (cd "$src" && sha256sum --quiet -c SHA256SUMS) || die "pbspro: $src: the files do not match SHA256SUMS"
     if ! _pbspro_built "$prefix"; then
-        mkdir -p "$PBSPRO_CACHE"
+        mkdir -p "$CACHE"
         (
             flock 9
             _pbspro_built "$prefix" && exit 0
             _pbspro_build_locked "$src" "$prefix"
-        ) 9>"$PBSPRO_CACHE/openpbs.lock" || exit 1
+        ) 9>"$CACHE/openpbs.lock" || exit 1
     fi
     # The key is the tarball's checksum: a build made with other patches is refused, not reused.
     grep '\.patch$' "$src/SHA256SUMS" | cmp -s - "$prefix/.clustrix-build/patches.sha256" \
@@ -170,7 +169,7 @@ _pbspro_build_locked() {
     _pbspro_build_deps
     log "pbspro: building OpenPBS from $src/$tarball into $prefix (about 10 minutes on 2 cores; log $logf)"
     rm -rf "$prefix"
-    build=$(mktemp -d "$PBSPRO_CACHE/openpbs-build.XXXXXX")
+    build=$(mktemp -d "$CACHE/openpbs-build.XXXXXX")
     # shellcheck disable=SC2064
     trap "rm -rf '$build'" EXIT
     tar -xzf "$src/$tarball" -C "$build" || die "pbspro: cannot unpack $src/$tarball"
@@ -786,7 +785,7 @@ pbspro_down() {
     _pbspro_cgroups_remove
     rm -f "$PBSPRO_DIR/smoke.passed"
     remove_profiles pbs-pro
-    log "pbspro: down (kept the build in $PBSPRO_CACHE and PBS_HOME $PBSPRO_HOME)"
+    log "pbspro: down (kept the build in $CACHE and PBS_HOME $PBSPRO_HOME)"
 }
 
 # _pbspro_delete_jobs: qdel every job that has not finished, so that none runs again at the next up
