@@ -67,7 +67,7 @@ def test_a_file_written_into_a_directory_while_it_is_removed_is_removed_too(tmp_
         if len(attempts) == 1:
             real_rmtree(batch / "task-0-1", ignore_errors=ignore_errors)
             (batch / "task-0-1").mkdir()
-            (batch / "task-0-1" / "pbs_exit").write_text("0\n")
+            (batch / "task-0-1" / "job_end").write_text("0\n")
             return
         real_rmtree(path, ignore_errors=ignore_errors)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from clustrix import JobState
+from clustrix.endrecord import EndRecord
 from clustrix_pbs import parse
-from clustrix_pbs.parse import JobRecord
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -80,7 +80,7 @@ def test_torque_documentation_sample_with_exit_status_and_wrapped_values():
     assert record["Variable_List"].endswith("PBS_O_WORKDIR=/opt/moab,PBS_O_QUEUE=batchq")
     assert "cannot find user 'user' in password file" in record["sched_hint"]
     assert parse.exit_status(record) == -1
-    status = parse.final_status(record, "torque", JobRecord(), cancelled=False, memory_limited=False)
+    status = parse.final_status(record, "torque", EndRecord(), cancelled=False, memory_limited=False)
     assert status.state is JobState.FAILED and "JOB_EXEC code -1" in status.reason
     assert status.nodes == "node1"
 
@@ -88,7 +88,7 @@ def test_torque_documentation_sample_with_exit_status_and_wrapped_values():
 # -- how a job ended, where qstat -f keeps no exit status (the real test cluster) ------------------------
 
 
-def final(name: str, own: JobRecord = JobRecord(), cancelled: bool = False, memory_limited: bool = False):
+def final(name: str, own: EndRecord = EndRecord(), cancelled: bool = False, memory_limited: bool = False):
     return parse.final_status(one(name), "torque", own, cancelled=cancelled, memory_limited=memory_limited)
 
 
@@ -98,17 +98,17 @@ def test_no_finished_record_here_has_an_exit_status():
 
 
 def test_the_runners_record_decides_completed_or_failed():
-    done = final("qstat-f-completed.txt", JobRecord("112", 0, True))
+    done = final("qstat-f-completed.txt", EndRecord("112", 0, True))
     assert (done.state, done.exit_code, done.nodes) == (JobState.COMPLETED, 0, "vm")
-    raised = final("qstat-f-completed.txt", JobRecord("112", 1, False))
+    raised = final("qstat-f-completed.txt", EndRecord("112", 1, False))
     assert (raised.state, raised.exit_code) == (JobState.FAILED, 1)
 
 
 def test_exit_status_from_the_job_script_when_the_runner_never_finished():
-    exited = final("qstat-f-exit3.txt", JobRecord("113", 3, None))
+    exited = final("qstat-f-exit3.txt", EndRecord("113", 3, None))
     assert (exited.state, exited.exit_code) == (JobState.FAILED, 3)
     # A memory limit does not make a job that exited on its own an out-of-memory kill.
-    assert final("qstat-f-exit3.txt", JobRecord("113", 137, None), memory_limited=True).state is JobState.FAILED
+    assert final("qstat-f-exit3.txt", EndRecord("113", 137, None), memory_limited=True).state is JobState.FAILED
 
 
 def test_walltime_kill_is_timeout_from_the_records_times():
@@ -117,20 +117,20 @@ def test_walltime_kill_is_timeout_from_the_records_times():
     assert parse.duration(record["Resource_List.walltime"]) == 60
     assert 60 <= parse.elapsed(record) <= 120
     # SIGTERM ran the script's EXIT trap: it recorded 0, but the runner never finished.
-    assert final("qstat-f-walltime-exceeded.txt", JobRecord("114", 0, None)).state is JobState.TIMEOUT
+    assert final("qstat-f-walltime-exceeded.txt", EndRecord("114", 0, None)).state is JobState.TIMEOUT
     # The same job still running: its ctime is the projected end, and it is RUNNING.
     assert parse.status(one("qstat-f-walltime-running.txt"), "torque").state is JobState.RUNNING
 
 
 def test_cancelled_jobs():
-    assert final("qstat-f-cancelled.txt", JobRecord("106", 0, None), cancelled=True).state is JobState.CANCELLED
-    outside = final("qstat-f-cancelled.txt", JobRecord("106", 0, None))
+    assert final("qstat-f-cancelled.txt", EndRecord("106", 0, None), cancelled=True).state is JobState.CANCELLED
+    outside = final("qstat-f-cancelled.txt", EndRecord("106", 0, None))
     assert outside.state is JobState.CANCELLED and "outside clustrix" in outside.reason
     # Deleted while queued: an mtime, but no node ever (no exec_host): it never started.
     never = final("qstat-f-array-cancelled.txt")
     assert parse.started(one("qstat-f-array-cancelled.txt")) is None
     assert never.state is JobState.CANCELLED and "before it started" in never.reason
-    assert parse.final_status(None, "torque", JobRecord(), cancelled=False, memory_limited=False).state is (
+    assert parse.final_status(None, "torque", EndRecord(), cancelled=False, memory_limited=False).state is (
         JobState.CANCELLED
     )
 
@@ -145,26 +145,15 @@ def test_killed_outright_under_a_memory_limit_is_out_of_memory():
 def test_a_runner_killed_by_the_kernel_for_memory_is_out_of_memory():
     # A cgroup limit kills the runner, the largest process; the script lives on and its EXIT trap
     # records 137 with the cgroup's oom_kill count.
-    killed = final("qstat-f-exit3.txt", JobRecord("113", 137, None, 1), memory_limited=True)
+    killed = final("qstat-f-exit3.txt", EndRecord("113", 137, None, 1), memory_limited=True)
     assert (killed.state, killed.exit_code) == (JobState.OUT_OF_MEMORY, 137)
     assert "killed 1 process of the job for memory" in killed.reason
     # A call that returned keeps its value, whatever else the kernel killed in the job.
-    assert final("qstat-f-completed.txt", JobRecord("112", 0, True, 2)).state is JobState.COMPLETED
+    assert final("qstat-f-completed.txt", EndRecord("112", 0, True, 2)).state is JobState.COMPLETED
     # A worker whose call the kernel killed ends 0 (the call's own record says why it failed).
-    assert final("qstat-f-exit3.txt", JobRecord("113", 0, None, 1)).state is not JobState.OUT_OF_MEMORY
+    assert final("qstat-f-exit3.txt", EndRecord("113", 0, None, 1)).state is not JobState.OUT_OF_MEMORY
     # No kill counted: a SIGKILL from elsewhere stays a failure.
-    assert final("qstat-f-exit3.txt", JobRecord("113", 137, None, 0), memory_limited=True).state is JobState.FAILED
-
-
-def test_job_record_lines():
-    assert parse.job_record("147 0 returned") == JobRecord("147", 0, True)
-    assert parse.job_record("- 3 -") == JobRecord(None, 3, None)
-    assert parse.job_record("- - raised") == JobRecord(None, None, False)
-    assert parse.job_record("") == JobRecord()
-    assert parse.job_record("147 137 - 1") == JobRecord("147", 137, None, 1)
-    assert parse.job_record("147 0 returned -") == JobRecord("147", 0, True, None)
-    # Whatever a job wrote there never reaches a command line unless it looks like a job id.
-    assert parse.job_record("$(reboot) 0 returned").scheduler_id is None
+    assert final("qstat-f-exit3.txt", EndRecord("113", 137, None, 0), memory_limited=True).state is JobState.FAILED
 
 
 # -- PBS Pro's JSON ------------------------------------------------------------------------------------------
@@ -194,7 +183,7 @@ def test_pro_finished_jobs_end_by_their_exit_status(job, state, code):
     record = parse.parse_json(sample("pro/qstat-xf-json-finished.txt"))[f"{job}.meta-pbs.metacentrum.cz"]
     assert parse.status(record, "pro") is None, "F: the job ended"
     # The scheduler's exit status decides, whatever the job's own record would say.
-    status = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=False)
+    status = parse.final_status(record, "pro", EndRecord(), cancelled=False, memory_limited=False)
     assert (status.state, status.exit_code) == (state, code)
 
 
@@ -212,7 +201,7 @@ def test_pro_array_and_subjobs():
     assert set(records) == {base, *tasks}
     assert parse.status(records[base], "pro").state is JobState.RUNNING, "B: a subjob runs"
     assert parse.status(records[tasks[0]], "pro") is None, "X: the subjob ended"
-    done = parse.final_status(records[tasks[0]], "pro", JobRecord(), cancelled=False, memory_limited=False)
+    done = parse.final_status(records[tasks[0]], "pro", EndRecord(), cancelled=False, memory_limited=False)
     assert done.state is JobState.COMPLETED
     assert parse.status(records[tasks[1]], "pro").state is JobState.RUNNING
     assert parse.status(records[tasks[2]], "pro").state is JobState.PENDING
@@ -220,13 +209,13 @@ def test_pro_array_and_subjobs():
 
 def test_pro_signal_kill_is_cancel_or_timeout_by_context():
     record = {"job_state": "F", "Exit_status": "271", "Resource_List.walltime": "00:01:00", "exec_host": "n1/0"}
-    assert parse.final_status(record, "pro", JobRecord(), cancelled=True, memory_limited=False).state is (
+    assert parse.final_status(record, "pro", EndRecord(), cancelled=True, memory_limited=False).state is (
         JobState.CANCELLED
     )
-    killed = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=False)
+    killed = parse.final_status(record, "pro", EndRecord(), cancelled=False, memory_limited=False)
     assert killed.state is JobState.FAILED and killed.reason == "killed by signal 15"
     late = {**record, "resources_used.walltime": "00:01:02"}
-    assert parse.final_status(late, "pro", JobRecord(), cancelled=False, memory_limited=False).state is (
+    assert parse.final_status(late, "pro", EndRecord(), cancelled=False, memory_limited=False).state is (
         JobState.TIMEOUT
     )
 
@@ -255,7 +244,7 @@ def test_openpbs_deleted_running_job_is_cancelled_whatever_its_exit_status():
     record = openpbs("qstat-xf-json-terminated.txt")
     assert (record["Exit_status"], record["substate"]) == ("0", "91")
     for cancelled in (True, False):  # by this client, or by anyone else
-        status = parse.final_status(record, "pro", JobRecord(), cancelled=cancelled, memory_limited=False)
+        status = parse.final_status(record, "pro", EndRecord(), cancelled=cancelled, memory_limited=False)
         assert status.state is JobState.CANCELLED
         assert status.reason.endswith("and terminated by root@vm")
 
@@ -263,12 +252,12 @@ def test_openpbs_deleted_running_job_is_cancelled_whatever_its_exit_status():
 def test_openpbs_cgroup_memory_kill_is_out_of_memory():
     # The mom's cgroup hook kills inside the limit: Exit_status 137 (SIGKILL), all of mem used.
     record = openpbs("qstat-xf-json-memory-killed.txt")
-    status = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=True)
+    status = parse.final_status(record, "pro", EndRecord(), cancelled=False, memory_limited=True)
     assert (status.state, status.exit_code) == (JobState.OUT_OF_MEMORY, 137)
     assert status.reason == "killed at its memory limit: PBS counted 65536kb used of the 64mb asked"
     # A SIGKILL that did not use the memory it asked is not a memory kill.
     light = {**record, "resources_used.mem": "11124kb"}
-    assert parse.final_status(light, "pro", JobRecord(), cancelled=False, memory_limited=True).state is (
+    assert parse.final_status(light, "pro", EndRecord(), cancelled=False, memory_limited=True).state is (
         JobState.FAILED
     )
 
@@ -285,7 +274,7 @@ def test_openpbs_subjob_deleted_while_queued_is_cancelled_not_completed():
     # An idle worker deleted at the drain: "finished", Exit_status 0, never given a node.
     record = openpbs("qstat-xf-json-subjob-deleted-queued.txt")
     assert (record["Exit_status"], record["substate"], "exec_host" in record) == ("0", "92", False)
-    status = parse.final_status(record, "pro", JobRecord(), cancelled=False, memory_limited=False)
+    status = parse.final_status(record, "pro", EndRecord(), cancelled=False, memory_limited=False)
     assert (status.state, status.reason) == (JobState.CANCELLED, "ended before it ran: Subjob finished")
 
 
@@ -293,8 +282,8 @@ def test_openpbs_job_deleted_as_it_started_reads_finished_so_only_the_cancel_tel
     # A qdel racing the job's start: the run's acknowledgement resets PBS's "terminated" flag.
     record = openpbs("qstat-xf-json-deleted-at-start.txt")
     assert (record["Exit_status"], record["substate"]) == ("0", "92")
-    cancelled = parse.final_status(record, "pro", JobRecord(), cancelled=True, memory_limited=False)
+    cancelled = parse.final_status(record, "pro", EndRecord(), cancelled=True, memory_limited=False)
     assert (cancelled.state, cancelled.reason) == (JobState.CANCELLED, "cancelled (qdel)")
     # Unless its call had returned before the cancel reached it.
-    returned = parse.final_status(record, "pro", JobRecord(runner_returned=True), cancelled=True, memory_limited=False)
+    returned = parse.final_status(record, "pro", EndRecord(runner_returned=True), cancelled=True, memory_limited=False)
     assert returned.state is JobState.COMPLETED

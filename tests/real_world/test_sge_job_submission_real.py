@@ -582,7 +582,8 @@ def test_states_seen_by_the_monitor_match_qstat(sge, tmp_path):
     assert future.job.status.nodes == line.host
     release.touch()
     future.result(timeout=60)
-    assert not qstat_lists(fn, future.job_id)
+    # The result is collected once the runner returned, SGE lists the job a moment longer.
+    wait_for(lambda: not qstat_lists(fn, future.job_id), 30, "qstat to drop the ended job")
     assert [state for state, _ in future.job.history] == [JobState.PENDING, JobState.RUNNING, JobState.COMPLETED]
 
 

@@ -43,10 +43,11 @@ from typing import ClassVar
 
 import attrs
 
-from clustrix import runner, workers
+from clustrix import endrecord, runner, workers
 from clustrix.backend import Backend, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.held import HeldJobs
+from clustrix.ledger import Ledger
 from clustrix.log import get_logger
 from clustrix.resources import Resources
 from clustrix.spec import JobSpec
@@ -75,6 +76,8 @@ class JobScript:
     exports: Sequence[str]
     # Where the task finds its job directories ("$1"...), before the setup lines run.
     arguments: Sequence[str]
+    # What leaves the job's end record (clustrix.endrecord).
+    record: Sequence[str]
     setup: Sequence[str]
     # The runner's command line.
     launch: str
@@ -86,6 +89,7 @@ class JobScript:
             f"export CLUSTRIX_JOB_ID={self.job_id}",
             *self.exports,
             *self.arguments,
+            *self.record,
             *self.setup,
             self.launch,
         ]
@@ -125,15 +129,14 @@ class BatchBackend(Backend):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Guards a plugin's own caches (limits asked once, ids learned from the jobs).
         self.lock = threading.Lock()
-        # Each submitted job's (or array's) resources, by base id: what it asked for explains how it
-        # ended. Not its spec: that holds the function and its arguments, for the session's life.
-        self._resources: dict[str, Resources] = {}
+        # What is known of each job: its resources (not its spec: that holds the function and its
+        # arguments), directories, worker tasks, cancels, who was seen running.
+        self.ledger = Ledger()
         # Batch directories (array scripts, tasks files, the scheduler's own output) and their
         # unfinished job ids; each is cleaned by the profile's policy once all of its jobs have ended.
         self._batches = Leftovers()
-        # Jobs last reported RUNNING, so a lagging answer cannot move them back to PENDING.
-        self._running_seen: set[str] = set()
         self.pool = workers.WorkerPool(self)
         # Jobs submitted held until what they wait for completed.
         self.held = HeldJobs()
@@ -218,14 +221,40 @@ class BatchBackend(Backend):
             return ""
         return result.check(BackendUnavailableError, what).stdout
 
+    def end_records(self, job_ids: Sequence[str]) -> dict[str, endrecord.EndRecord]:
+        """What each job left in its directories (clustrix.endrecord), with one command for all;
+        jobs whose directories are not known are left out. A task running several calls speaks
+        by its first directory's record, with whether the runner returned every call and the
+        first error one raised."""
+        dirs = {job_id: ds for job_id in job_ids if (ds := self.ledger.directories(job_id))}
+        flat = [d for ds in dirs.values() for d in ds]
+        if not flat:
+            return {}
+        result = self.run(endrecord.read_command(flat))
+        lines = iter(result.check(BackendUnavailableError, "reading the jobs' end records").stdout.splitlines())
+        records = {}
+        for job_id, ds in dirs.items():
+            calls = [endrecord.parse(next(lines, "")) for _ in ds]
+            returned = [call.runner_returned for call in calls]
+            records[job_id] = attrs.evolve(
+                calls[0],
+                runner_returned=None if returned[-1] is None else all(r is True for r in returned),
+                error=next((call.error for call in calls if call.error), None),
+            )
+        return records
+
     def check(self) -> str:
         result = self.run(self.check_command()).check(BackendUnavailableError, f"asking {self.scheduler}")
         return (result.stdout.strip() or f"{self.scheduler} answers").splitlines()[-1]
 
     def resources_of(self, job_id: str) -> Resources | None:
         """What the job (or its array) asked for, when this client submitted it."""
-        with self.lock:
-            return self._resources.get(self.base_id(job_id))
+        return self.ledger.resources(self.base_id(job_id))
+
+    def was_cancelled(self, job_id: str) -> bool:
+        """Whether this client cancelled the job (or its array): a job deleted before it started
+        leaves no record of why, and some schedulers record a cancelled job's end as a success."""
+        return self.ledger.was_cancelled(job_id, self.base_id(job_id))
 
     def scheduler_job(self, job_id: str) -> str:
         """The scheduler's id for what runs ``job_id``.
@@ -234,14 +263,16 @@ class BatchBackend(Backend):
         """
         return self.pool.scheduler_job(job_id)
 
-    def seen_running(self, job_id: str) -> bool:
-        """Whether the last poll found the job RUNNING (a query may then distrust a PENDING record)."""
-        with self.lock:
-            return job_id in self._running_seen
-
     # -- submission -------------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
+        ids = self._submit(jobs, chunksize)
+        for job, job_id in zip(jobs, ids, strict=True):
+            if not workers.is_call_id(job_id):
+                self.ledger.runs(job_id, job.directory)
+        return ids
+
+    def _submit(self, jobs: Sequence[StagedJob], chunksize: int | None) -> list[str]:
         if self._on_tasks(jobs[0].spec):
             return self._submit_each(jobs)
         if chunksize is None and len(jobs) > 1 and self.claims_calls:
@@ -269,8 +300,7 @@ class BatchBackend(Backend):
                 self.cancel(submitted)
             self.transport.remove_tree(batch_dir)
             raise
-        with self.lock:
-            self._batches.track(batch_dir, ids)
+        self._batches.track(batch_dir, ids)
         return ids
 
     def _on_tasks(self, spec: JobSpec) -> bool:
@@ -317,24 +347,37 @@ class BatchBackend(Backend):
                 f"set -- {shlex.quote(self.worker_directory(batch_dir, number, ''))}$(({self.task_index_variable}))",
                 'mkdir "$1" 2>/dev/null || exit 0',
             ],
+            record=endrecord.script_lines('"$1"', self.job_id_expression),
             setup=self.setup_lines(spec),
             launch=shlex.join([self.python_for(spec), f"{batch_dir}/runner.py", "--worker", batch_dir])
             + ' "$CLUSTRIX_JOB_ID"',
         )
         out = f"{batch_dir}/{self.scheduler.lower()}-workers-{number}.out"
         array_id = self._submit_script(f"{batch_dir}/workers-{number}.sh", script, spec, out, out, jobs)
-        return array_id, [self.task_id(array_id, first + index) for index in range(size)]
+        tasks = [self.task_id(array_id, first + index) for index in range(size)]
+        for index, task in enumerate(tasks):
+            self.ledger.worker(task, self.worker_directory(batch_dir, number, first + index))
+        return array_id, tasks
 
     def retire_workers(self, tasks: Sequence[str]) -> None:
         """Cancel the workers not seen ended. The idle ones were cancelled once every call was
         claimed, but a task that was just starting then may still be queued: started after its
         batch directory is gone, it would fail to open its output (SGE then holds it in error
         state for ever). A scheduler that cannot cancel one task of an array overrides this."""
+        self.ledger.forget(tasks)
         if tasks:
             self.cancel(list(tasks))
 
     def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
-        """Nothing to do: the scheduler is asked about a worker task by its id alone."""
+        """The worker tasks of another client's batch, launch after launch in index order (as
+        ``launch_workers`` returned them): each one's own directory goes into the ledger."""
+        arrays = list(dict.fromkeys(self.base_id(task) for task in tasks))
+        seen: dict[str, int] = {}
+        for task in tasks:
+            number = arrays.index(self.base_id(task))
+            index = self.first_array_index + seen.setdefault(number, 0)
+            seen[number] += 1
+            self.ledger.worker(task, self.worker_directory(batch_dir, number, index))
 
     def worker_directory(self, batch_dir: str, number: int, index: int | str) -> str:
         """The own directory of the worker task ``index`` of launch ``number`` ("$1" in its script)."""
@@ -392,6 +435,7 @@ class BatchBackend(Backend):
             job_id=self.job_id_expression,
             exports=[self._cores_line(spec), *self._time_limit_lines(spec.resources), *exports],
             arguments=[],
+            record=endrecord.script_lines(shlex.quote(directory), self.job_id_expression),
             setup=self.setup_lines(spec),
             launch=run,
         )
@@ -416,6 +460,7 @@ class BatchBackend(Backend):
                 # Setup's output belongs with the task's first call, where the client reads stderr.
                 'exec >>"$1/stdout" 2>>"$1/stderr"',
             ],
+            record=endrecord.script_lines('"$1"', self.job_id_expression),
             setup=self.setup_lines(first.spec),
             launch=f'{shlex.quote(self.python_for(first.spec))} "$1/runner.py" "$@"',
         )
@@ -446,8 +491,7 @@ class BatchBackend(Backend):
             )
         after = {upstream for job in jobs for upstream in job.after}
         waits = after if not self.has_afterok else {upstream for upstream in after if workers.is_call_id(upstream)}
-        with self.lock:
-            self._resources[self.base_id(job_id)] = spec.resources
+        self.ledger.submitted(self.base_id(job_id), spec.resources)
         if waits:
             self.held.hold(self.base_id(job_id), waits)
         return job_id
@@ -460,13 +504,39 @@ class BatchBackend(Backend):
         found = self.query(plain + tasks) if plain or tasks else {}
         unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
         statuses = {job_id: self._timed_out_by_the_runner(job_id, found.get(job_id, unknown)) for job_id in plain}
+        statuses.update(self._returned_while_ending(statuses))
         statuses.update(self.pool.statuses(calls, found))
         statuses.update(self._settle_held(statuses))
-        with self.lock:
-            self._running_seen |= {j for j, status in statuses.items() if status.state is JobState.RUNNING}
-            self._running_seen -= {j for j, status in statuses.items() if status.state.finished}
+        # Worker tasks are answered in ``found`` only; the calls they run, in ``statuses``.
+        self.ledger.seen(found)
+        self.ledger.seen(statuses)
         self._clean_batches(statuses)
         return statuses
+
+    def _returned_while_ending(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
+        """COMPLETED now for jobs still listed RUNNING whose runner returned every call: a scheduler
+        records a job's end a second or more after its script's (epilogues, the execution host's
+        report; SGE lists an ended job for about a second), and the result is there already. One
+        read of those jobs' end records; a call on several tasks waits for the scheduler (rank 0's
+        record does not speak for the others)."""
+        running = [
+            job_id
+            for job_id, status in statuses.items()
+            if status.state is JobState.RUNNING
+            and (resources := self.resources_of(job_id)) is not None
+            and resources.tasks == 1
+        ]
+        records = self.end_records(running) if running else {}
+        return {
+            job_id: JobStatus(
+                JobState.COMPLETED,
+                reason=f"the runner returned ({self.scheduler} is still ending the job)",
+                exit_code=0,
+                nodes=statuses[job_id].nodes,
+            )
+            for job_id, record in records.items()
+            if record.runner_returned is True
+        }
 
     def _timed_out_by_the_runner(self, job_id: str, status: JobStatus) -> JobStatus:
         """TIMEOUT for a job whose runner held its calls to a limit of its own and killed one."""
@@ -489,8 +559,7 @@ class BatchBackend(Backend):
 
     def _release(self, job_ids: Sequence[str]) -> bool:
         result = self.run(self.release_command(job_ids))
-        ignorable = self.unknown_job_words + self.finished_job_words
-        if not result.ok and not any(word in result.words for word in ignorable):
+        if not self._went_through(result):
             self.log.warning("could not release held jobs, trying again next poll", jobs=job_ids, answer=result.words)
             return False
         return True
@@ -511,19 +580,27 @@ class BatchBackend(Backend):
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         calls, plain = workers.split_calls(job_ids)
+        # Calls are cancelled in their batch's files; their worker tasks go like any job.
         job_ids = [*self.pool.cancel(calls), *plain]
-        if job_ids:
-            self.run_cancel(self.cancel_command(job_ids))
+        self.ledger.cancelled(job_ids)
+        targets = self.cancel_targets(job_ids)
+        if targets:
+            self.run_cancel(self.cancel_command(targets))
+
+    def cancel_targets(self, job_ids: Sequence[str]) -> list[str]:
+        """What the cancel command is given to end ``job_ids`` (already marked cancelled in the ledger)."""
+        return list(job_ids)
 
     def run_cancel(self, argv: Sequence[str]) -> None:
         """Run a command that ends jobs; jobs that already ended, or that the scheduler forgot,
         are fine to "cancel"."""
         result = self.run(argv)
-        ignorable = self.unknown_job_words + self.finished_job_words
-        problems = [
-            line
-            for line in (result.stderr + "\n" + result.stdout).splitlines()
-            if line.strip() and not any(word in line for word in ignorable)
-        ]
-        if not result.ok and problems:
+        if not self._went_through(result):
             result.check(BackendUnavailableError, f"cancelling with {argv[0]}")
+
+    def _went_through(self, result: CommandResult) -> bool:
+        """Whether a command on jobs did all it could: every line it complained in is about a job
+        that already ended or that the scheduler no longer knows."""
+        ignorable = self.unknown_job_words + self.finished_job_words
+        said = [line for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
+        return result.ok or (bool(said) and all(any(word in line for word in ignorable) for line in said))

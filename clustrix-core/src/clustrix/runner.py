@@ -373,12 +373,15 @@ def run_job(jobdir: str, rank: int = 0) -> int:
     meta["limits"] = _limits()
     meta["resumed"] = resumed
     meta["outcome"] = {0: "returned", REQUEUE_EXIT: "checkpointed"}.get(code, "raised")
+    if outcome.get("type"):
+        meta["error"] = outcome["type"]
     try:
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
     except BaseException as exc:  # noqa: BLE001 - an unpicklable return value is an error, not a crash
         outcome = {"ok": False, "phase": "result", **_describe(exc, exc.__traceback__)}
         result = pack("result", outcome, key, header["serializer"], header["clustrix"])
         meta["outcome"] = "unpicklable result"
+        meta["error"] = outcome["type"]
         code = 1
     _write_atomic(os.path.join(jobdir, rank_file(RESULT_FILE, rank)), result)
     _write_atomic(os.path.join(jobdir, rank_file(META_FILE, rank)), json.dumps(meta, indent=1).encode())

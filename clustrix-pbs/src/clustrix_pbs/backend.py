@@ -7,12 +7,11 @@ asks ``-l nodes=N:ppn=C``, ``-l mem``, arrays ``-t``, and is polled with text
 ``qstat -f``. A poll is one ``qstat`` for every job.
 
 Where the scheduler keeps no exit status (Torque's finished ``C`` records, and Slurm's
-Torque-compatible wrapper, whose ``qstat -f`` has none), the job's own record decides: the
-runner's ``meta.json`` and the exit status the job script's EXIT trap writes, read with
-one command for all such jobs, with the scheduler's start, end and walltime to tell a
-time limit apart. The wrapper also names array tasks nowhere (a started task is a job of
-its own, ``qsub -t`` prints only the array's number): each task writes its ``PBS_JOBID``
-into its job directory, read (one command) until every task of the poll is known.
+Torque-compatible wrapper, whose ``qstat -f`` has none), the job's end record decides
+(clustrix.endrecord: the script's exit status, the runner's outcome), with the scheduler's
+start, end and walltime to tell a time limit apart. The wrapper also names array tasks
+nowhere (a started task is a job of its own, ``qsub -t`` prints only the array's number):
+the id each task's record gives is read until every task of the poll is known.
 
 qsub runs in the script's directory (the job's PBS_O_WORKDIR) and is given the script by
 its plain name. Slurm's Torque-compatible wrapper (told apart by ``qstat --version``) pastes
@@ -27,10 +26,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-import attrs
-
-from clustrix import convert, workers
-from clustrix.backend import StagedJob
+from clustrix import convert, endrecord
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError, ConfigError
 from clustrix.job import Job
@@ -42,27 +38,6 @@ from clustrix_pbs import parse
 
 # In the job's directory (shell-quoted argument, never parsed), run qsub with what follows.
 _IN_DIRECTORY = 'cd "$1" && shift && exec "$@"'
-# One line per job directory: the PBS_JOBID the job wrote, its script's exit status, and the
-# runner's outcome in meta.json. Shell builtins only: no process per directory.
-_READ_RECORDS = r"""
-for d; do
-  j=-; x=-; k=-; o=-
-  [ -r "$d/pbs_jobid" ] && read -r j < "$d/pbs_jobid"
-  [ -r "$d/pbs_exit" ] && read -r x k < "$d/pbs_exit"
-  if [ -r "$d/meta.json" ]; then
-    o=raised
-    while IFS= read -r l; do case $l in *'"outcome": "returned"'*) o=returned;; esac; done < "$d/meta.json"
-  fi
-  printf '%s %s %s %s\n' "${j:--}" "${x:--}" "$o" "${k:--}"
-done
-"""
-# How many processes the kernel killed for memory in the job's memory cgroup (v1:
-# memory.oom_control, v2: memory.events; nothing where there is none): a shell function.
-_OOM_KILLS = (
-    '_clustrix_oom_kills() { awk -F: \'$2 ~ /(^|,)memory(,|$)/ {v1 = $3} $1 == "0" && $2 == "" {v2 = $3} '
-    'END {f = v1 != "" ? "/sys/fs/cgroup/memory" v1 "/memory.oom_control" : "/sys/fs/cgroup" v2 "/memory.events"; '
-    'while ((getline l < f) > 0) if (split(l, w, " ") == 2 && w[1] == "oom_kill") print w[2]}\' /proc/self/cgroup; }'
-)
 # Arrays per qsub: PBS Pro's default max_array_size; Slurm's MaxArraySize (1001) under its wrapper.
 MAX_ARRAY = {parse.PRO: 10000, parse.TORQUE: 1000}
 
@@ -124,13 +99,8 @@ class PbsBackend(BatchBackend):
         self._dialect: str | None = self.config.option("pbs_dialect")
         # SchedMD's Torque-compatible wrapper over Slurm (told by qstat --version), not a real Torque.
         self._slurm_wrapper = False
-        # Job directories of each unfinished id (a chunk's calls share one), in order.
-        self._dirs: dict[str, list[str]] = {}
         # A bare array task id (123[4]) -> the id PBS gave the started task, from its PBS_JOBID.
         self._real: dict[str, str] = {}
-        self._cancelled: set[str] = set()
-        # Worker tasks (their directories hold only the task's own record).
-        self._workers: set[str] = set()
 
     # -- dialect and commands ----------------------------------------------------------------
 
@@ -215,20 +185,6 @@ class PbsBackend(BatchBackend):
         ids = [f"{task[0]}_{task[1]}" if (task := parse.bare_task(job_id)) else job_id for job_id in after]
         return [f"-W depend=afterok:{':'.join(ids)}"]
 
-    def setup_lines(self, spec: JobSpec) -> list[str]:
-        # The job's own record, for schedulers that keep no exit status and for array tasks
-        # whose id the scheduler never prints: its PBS_JOBID, and its script's exit status.
-        # In an array task "$1" is its first job directory; a single job runs in its own.
-        # With the exit status, how many processes the kernel killed for memory in the job's
-        # cgroup (a site's cgroup limit kills the runner and leaves the script to say 137).
-        own = [
-            "_clustrix_dir=${1:-${PBS_O_WORKDIR:-.}}",
-            'printf "%s\\n" "${PBS_JOBID:-}" > "$_clustrix_dir/pbs_jobid"',
-            _OOM_KILLS,
-            'trap \'printf "%s %s\\n" "$?" "$(_clustrix_oom_kills 2>/dev/null)" > "$_clustrix_dir/pbs_exit"\' EXIT',
-        ]
-        return own + super().setup_lines(spec)
-
     def submit_command(self, script: str, stdout: str, stderr: str) -> list[str]:
         directory = script.rsplit("/", 1)[0]
         if self.dialect == parse.TORQUE and self._slurm_wrapper:
@@ -269,49 +225,13 @@ class PbsBackend(BatchBackend):
     def max_array_size(self) -> int:
         return MAX_ARRAY[self.dialect]
 
-    # -- submission, cancel and poll bookkeeping ----------------------------------------------
+    # -- cancel ------------------------------------------------------------------------------
 
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
-        ids = super().submit(jobs, chunksize)
-        with self.lock:
-            for job, job_id in zip(jobs, ids, strict=True):
-                if not workers.is_call_id(job_id):
-                    self._dirs.setdefault(job_id, []).append(job.directory)
-        return ids
-
-    def launch_workers(
-        self, jobs: Sequence[StagedJob], batch_dir: str, size: int, number: int
-    ) -> tuple[str, list[str]]:
-        prefix, tasks = super().launch_workers(jobs, batch_dir, size, number)
-        first = self.first_array_index
-        with self.lock:
-            for index, task in enumerate(tasks):
-                self._dirs[task] = [self.worker_directory(batch_dir, number, first + index)]
-            self._workers.update(tasks)
-        return prefix, tasks
-
-    def follow_workers(self, batch_dir: str, tasks: Sequence[str]) -> None:
-        """Each task's own directory, where it records the id PBS gave it (the only place Slurm's
-        wrapper names a started task): launch ``number`` is its array's rank among the batch's arrays."""
-        arrays = list(dict.fromkeys(parse.base_id(task) for task in tasks))
-        with self.lock:
-            for task in tasks:
-                number, index = arrays.index(parse.base_id(task)), parse.task_index(task)
-                if index is not None:
-                    self._dirs.setdefault(task, [self.worker_directory(batch_dir, number, index)])
-                    self._workers.add(task)
-
-    def cancel(self, job_ids: Sequence[str]) -> None:
-        calls, plain = workers.split_calls(job_ids)
-        # Calls are cancelled in their batch's files; their worker tasks go like any task.
-        job_ids = [*self.pool.cancel(calls), *plain]
-        with self.lock:
-            self._cancelled.update(job_ids)
-            targets = [self._cancel_target(job_id) for job_id in job_ids]
-        super().cancel(list(dict.fromkeys(target for target in targets if target)))
+    def cancel_targets(self, job_ids: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(target for job_id in job_ids if (target := self._cancel_target(job_id))))
 
     def _cancel_target(self, job_id: str) -> str | None:
-        """What qdel must be given to end ``job_id`` (under the lock); None when nothing can.
+        """What qdel must be given to end ``job_id``; None when nothing can.
 
         Only Slurm's wrapper has bare task ids (123[4]), and its qdel ends an array task by no
         id at all (the task's own number is refused, 123_4 is read as 123): only the array's own
@@ -320,10 +240,14 @@ class PbsBackend(BatchBackend):
         task = parse.bare_task(job_id)
         if task is None:
             return job_id
-        siblings = {j for j in self._dirs if (t := parse.bare_task(j)) and t[0] == task[0]} - self._cancelled
+        siblings = [
+            j
+            for j in self.ledger.known()
+            if (t := parse.bare_task(j)) and t[0] == task[0] and not self.ledger.was_cancelled(j)
+        ]
         if not siblings:
             return task[0]
-        if job_id not in self._workers:
+        if not self.ledger.is_worker(job_id):
             self.log.warning(
                 "PBS (Slurm's wrapper) cannot cancel one task of an array alone: it runs on", job_id=job_id
             )
@@ -338,10 +262,7 @@ class PbsBackend(BatchBackend):
         batch directory is gone it fails to start, again and again, until PBS holds its array
         for ever. A forced delete purges the arrays whatever state their subjobs are in.
         """
-        with self.lock:
-            for task in tasks:
-                self._dirs.pop(task, None)
-                self._workers.discard(task)
+        self.ledger.forget(tasks)
         if self.dialect == parse.PRO:
             arrays = sorted({parse.base_id(task) for task in tasks})
             if arrays:
@@ -349,21 +270,7 @@ class PbsBackend(BatchBackend):
             return
         arrays = sorted({bare[0] for task in tasks if (bare := parse.bare_task(task))})
         if arrays:
-            super().cancel(arrays)
-
-    def _forget_finished(self, statuses: Mapping[str, JobStatus]) -> None:
-        """Drop what is kept for unfinished jobs."""
-        with self.lock:
-            for job_id in [j for j, status in statuses.items() if status.state.finished]:
-                self._dirs.pop(job_id, None)
-                self._cancelled.discard(job_id)
-                self._workers.discard(job_id)
-
-    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        statuses = super().poll(job_ids)
-        # query forgot what it saw end (worker tasks too); this adds held jobs the poll ended CANCELLED.
-        self._forget_finished(statuses)
-        return statuses
+            self.run_cancel(self.cancel_command(arrays))
 
     # -- status -----------------------------------------------------------------------------
 
@@ -389,27 +296,9 @@ class PbsBackend(BatchBackend):
             return self._real.get(job_id) or parse.base_id(job_id)
         return job_id
 
-    def _own_records(self, job_ids: Sequence[str]) -> dict[str, parse.JobRecord]:
-        """What each job wrote in its directories (one command for all); jobs without known directories are left out."""
-        with self.lock:
-            dirs = {job_id: list(self._dirs[job_id]) for job_id in job_ids if job_id in self._dirs}
-        flat = [d for ds in dirs.values() for d in ds]
-        if not flat:
-            return {}
-        result = self.run(["sh", "-c", _READ_RECORDS, "sh", *flat])
-        lines = iter(result.check(BackendUnavailableError, "reading the jobs' records").stdout.splitlines())
-        records = {}
-        for job_id, ds in dirs.items():
-            calls = [parse.job_record(next(lines, "")) for _ in ds]
-            returned = [call.runner_returned for call in calls]
-            finished = None if returned[-1] is None else all(r is True for r in returned)
-            # The task's own record (its first directory's), with whether the runner finished every call.
-            records[job_id] = attrs.evolve(calls[0], runner_returned=finished)
-        return records
-
     def _learn_task_ids(self, tasks: Sequence[str]) -> None:
         """The ids PBS gave started array tasks, from the PBS_JOBID each wrote."""
-        learned = {job_id: r.scheduler_id for job_id, r in self._own_records(tasks).items() if r.scheduler_id}
+        learned = {job_id: r.scheduler_id for job_id, r in self.end_records(tasks).items() if r.scheduler_id}
         with self.lock:
             self._real.update(learned)
 
@@ -440,46 +329,24 @@ class PbsBackend(BatchBackend):
                 found[job_id] = live
             else:
                 ended[job_id] = record
-        # PBS Pro records a job finished a second or two after its script ended (the mom's epilogue,
-        # its obit to the server): a single job whose runner already returned is done now.
-        with self.lock:
-            ending = [
-                j
-                for j, status in found.items()
-                if dialect == parse.PRO and status.state is JobState.RUNNING and self._single(j)
-            ]
-        with self.lock:
-            # Own records where PBS keeps no exit status, and of jobs this client cancelled (whose
-            # exit status may read as a success: see parse.final_status).
-            needs_own = [
-                j
-                for j, record in ended.items()
-                if record is None or parse.exit_status(record) is None or j in self._cancelled
-            ]
-        own = self._own_records(needs_own + ending) if needs_own or ending else {}
-        for job_id in ending:
-            if job_id in own and own[job_id].runner_returned is True:
-                found[job_id] = JobStatus(
-                    JobState.COMPLETED,
-                    reason="the runner returned (PBS is still ending the job)",
-                    exit_code=0,
-                    nodes=found[job_id].nodes,
-                )
+        # Own records where PBS keeps no exit status, and of jobs this client cancelled (whose
+        # exit status may read as a success: see parse.final_status).
+        needs_own = [
+            j
+            for j, record in ended.items()
+            if record is None or parse.exit_status(record) is None or self.was_cancelled(j)
+        ]
+        own = self.end_records(needs_own) if needs_own else {}
         if ended:
             found.update(self._final(ended, dialect, needs_own, own))
-        self._forget_finished(found)
         return found
-
-    def _single(self, job_id: str) -> bool:
-        """Whether ``job_id`` is one job (no array task, no worker) whose directories are known (under the lock)."""
-        return job_id in self._dirs and job_id not in self._workers and parse.task_index(job_id) is None
 
     def _final(
         self,
         ended: Mapping[str, dict[str, str] | None],
         dialect: str,
         needs_own: Sequence[str],
-        own: Mapping[str, parse.JobRecord],
+        own: Mapping[str, endrecord.EndRecord],
     ) -> dict[str, JobStatus]:
         """How the ``ended`` jobs ended; ``own`` holds the records of those ``needs_own`` (no exit status kept)."""
         found = {}
@@ -487,13 +354,11 @@ class PbsBackend(BatchBackend):
             if job_id in needs_own and job_id not in own:
                 continue  # not ours to judge (no directories known): UNKNOWN, the core reads the runner's record
             resources = self.resources_of(job_id)
-            with self.lock:
-                cancelled = job_id in self._cancelled
             found[job_id] = parse.final_status(
                 record,
                 dialect,
-                own.get(job_id, parse.JobRecord()),
-                cancelled=cancelled,
+                own.get(job_id, endrecord.EndRecord()),
+                cancelled=self.was_cancelled(job_id),
                 memory_limited=resources is not None and resources.memory is not None,
             )
         return found

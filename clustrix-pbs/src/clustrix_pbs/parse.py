@@ -12,8 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 
-import attrs
-
+from clustrix.endrecord import EndRecord
 from clustrix.errors import ConfigError
 from clustrix.resources import parse_memory
 from clustrix.state import JobState, JobStatus
@@ -226,30 +225,6 @@ def nodes(record: Mapping[str, str]) -> str:
     return ",".join(dict.fromkeys(hosts))
 
 
-@attrs.frozen
-class JobRecord:
-    """What the job itself left in its directory: its scheduler id, its script's exit status (an EXIT
-    trap; ``0`` after a SIGTERM too), whether the runner finished every call (``True``: all
-    returned, ``False``: one raised, None: the runner never finished), and how many of its
-    processes the kernel killed for memory (its cgroup's count, as the script ended)."""
-
-    scheduler_id: str | None = None
-    script_exit: int | None = None
-    runner_returned: bool | None = None
-    memory_kills: int | None = None
-
-
-def job_record(line: str) -> JobRecord:
-    """One line of the backend's record-reading command:
-    ``<id|-> <exit|-> <returned|raised|-> <memory kills|->``."""
-    fields = [*line.split(), "-", "-", "-", "-"][:4]
-    scheduler_id = fields[0] if fields[0] != "-" and SCHEDULER_ID.match(fields[0]) else None
-    script_exit = int(fields[1]) if re.fullmatch(r"\d+", fields[1]) else None
-    runner = {"returned": True, "raised": False}.get(fields[2])
-    memory_kills = int(fields[3]) if re.fullmatch(r"\d+", fields[3]) else None
-    return JobRecord(scheduler_id, script_exit, runner, memory_kills)
-
-
 def status(record: Mapping[str, str], dialect: str) -> JobStatus | None:
     """The status of a job the scheduler still runs or queues; None when its record says it ended."""
     letter = record.get("job_state", "")
@@ -275,7 +250,7 @@ def _killed_at_memory_limit(record: Mapping[str, str], code: int) -> str | None:
 def final_status(
     record: Mapping[str, str] | None,
     dialect: str,
-    own: JobRecord,
+    own: EndRecord,
     *,
     cancelled: bool,
     memory_limited: bool,

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from clustrix import convert
-from clustrix.backend import StagedJob
 from clustrix.batch import BatchBackend
 from clustrix.errors import ConfigError
 from clustrix.job import Job
@@ -91,12 +90,10 @@ class SgeBackend(BatchBackend):
         super().__init__(*args, **kwargs)
         self._max_array: int | None = None
         self._consumable: bool | None = None
-        self._directories: dict[str, list[str]] = {}
         # When qstat showed each job number pending: it tells our qacct record from an older job's
         # of the same number (numbers restart when a cluster is set up anew; accounting keeps both).
         self._submitted: dict[str, str] = {}
         self._missing_since: dict[str, float] = {}
-        self._cancelled: set[str] = set()
 
     # -- the pieces of the batch base ------------------------------------------------------
 
@@ -227,24 +224,6 @@ class SgeBackend(BatchBackend):
                 self._consumable = any(len(r) > 5 and r[0] == self.memory_resource and r[5] == "YES" for r in rows)
             return self._consumable
 
-    # -- submission and cancel ----------------------------------------------------------------
-
-    def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
-        ids = super().submit(jobs, chunksize)
-        with self.lock:
-            for job, job_id in zip(jobs, ids, strict=True):
-                self._directories.setdefault(job_id, []).append(job.directory)
-        return ids
-
-    def cancel(self, job_ids: Sequence[str]) -> None:
-        with self.lock:
-            # A job deleted before it started leaves no accounting record: this is how we know.
-            self._cancelled.update(job_ids)
-        super().cancel(job_ids)
-
-    def _was_cancelled(self, job_id: str) -> bool:
-        return job_id in self._cancelled or parse.job_number(job_id) in self._cancelled
-
     # -- status -------------------------------------------------------------------------------
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
@@ -270,7 +249,6 @@ class SgeBackend(BatchBackend):
         with self.lock:
             for job_id, status in found.items():
                 if status.state.finished:
-                    self._directories.pop(job_id, None)
                     self._missing_since.pop(job_id, None)
         return found
 
@@ -314,7 +292,7 @@ class SgeBackend(BatchBackend):
         for job_id in gone:
             record = records.get(job_id)
             with self.lock:
-                cancelled = self._was_cancelled(job_id)
+                cancelled = self.was_cancelled(job_id)
             doomed = self.held.why_cancelled(parse.job_number(job_id))
             if record is not None:
                 resources = self.resources_of(job_id)
@@ -329,33 +307,30 @@ class SgeBackend(BatchBackend):
             ):
                 self.log.warning("job left qstat and qacct has no record of it", job_id=job_id)
             else:
-                state = JobState.RUNNING if self.seen_running(job_id) else JobState.PENDING
+                state = JobState.RUNNING if self.ledger.seen_running(job_id) else JobState.PENDING
                 found[job_id] = JobStatus(state, reason="left the queue; waiting for its accounting record")
         self._find_memory_errors(found)
         return found
 
     def _find_memory_errors(self, found: dict[str, JobStatus]) -> None:
-        """h_vmem is an address-space limit: Python raises MemoryError and exits 1, where the local backend
-        says OUT_OF_MEMORY too. Read from the call's stderr, for jobs of one call that asked for memory."""
-        candidates = {}
+        """h_vmem is an address-space limit: Python raises MemoryError and exits 1, where the local
+        backend says OUT_OF_MEMORY too. Told by the end record, for failed jobs of one call that asked
+        for memory (in a chunk, the calls before the one that raised keep their values)."""
+        candidates = []
         for job_id, status in found.items():
             resources = self.resources_of(job_id)
-            with self.lock:
-                directories = self._directories.get(job_id, [])
             memory_asked = resources is not None and resources.memory is not None
-            if status.state is JobState.FAILED and status.exit_code == 1 and memory_asked and len(directories) == 1:
-                candidates[f"{directories[0]}/stderr"] = job_id
-        if not candidates:
-            return
-        hits = self.run(["grep", "-l", "-s", "-F", "-e", "MemoryError", "--", *candidates]).stdout.splitlines()
-        for path in hits:
-            job_id = candidates[path]
-            found[job_id] = JobStatus(
-                JobState.OUT_OF_MEMORY,
-                reason=f"MemoryError under its {self.memory_resource} limit (an address-space rlimit)",
-                exit_code=1,
-                nodes=found[job_id].nodes,
-            )
+            one_call = len(self.ledger.directories(job_id) or []) == 1
+            if status.state is JobState.FAILED and memory_asked and one_call:
+                candidates.append(job_id)
+        for job_id, record in (self.end_records(candidates) if candidates else {}).items():
+            if record.error == "builtins.MemoryError":
+                found[job_id] = JobStatus(
+                    JobState.OUT_OF_MEMORY,
+                    reason=f"MemoryError under its {self.memory_resource} limit (an address-space rlimit)",
+                    exit_code=found[job_id].exit_code,
+                    nodes=found[job_id].nodes,
+                )
 
     # -- what the validator asks ----------------------------------------------------------------
 
@@ -419,7 +394,7 @@ class SgeBackend(BatchBackend):
         return JobMetrics(
             job_id=job_id,
             backend=self.config.backend,
-            state=parse.accounted_status(record, time_limit, memory, self._was_cancelled(job_id)).state.value,
+            state=parse.accounted_status(record, time_limit, memory, self.was_cancelled(job_id)).state.value,
             submitted_at=when("qsub_time"),
             started_at=when("start_time"),
             ended_at=when("end_time"),

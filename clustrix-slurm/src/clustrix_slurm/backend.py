@@ -280,7 +280,7 @@ class SlurmBackend(BatchBackend):
         for job_id, (_, state, code, reason, nodes) in own.items():
             # slurmdbd lags slurmctld: a job squeue already showed running may still be
             # PENDING in sacct. Such a stale line is left out, so squeue answers for it.
-            if not (state == "PENDING" and self.seen_running(job_id)):
+            if not (state == "PENDING" and self.ledger.seen_running(job_id)):
                 found[job_id] = parse.status(state, reason, code, nodes, self._memory_limit(job_id))
         # An array's own record keeps the index range it was submitted with (``7_[0-2%1]``) even
         # after tasks left it to start, and slurmdbd may not have a started task's own line yet:
