@@ -54,6 +54,7 @@ done
 # A scheduler's job id as a job may write it: letters, digits and . _ @ [ ] - (never a shell word).
 _JOB_ID = re.compile(r"[A-Za-z0-9._@\[\]-]+")
 _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_NUMBER = re.compile(r"\d+")
 
 
 @attrs.frozen
@@ -89,11 +90,10 @@ def read_command(directories: list[str]) -> list[str]:
 def parse(line: str) -> EndRecord:
     """One line of ``READ``'s output; what a job wrote is checked, never trusted as a word."""
     fields = [*line.split(), "-", "-", "-", "-", "-"][:5]
-    number = re.compile(r"\d+")
     return EndRecord(
         scheduler_id=fields[0] if fields[0] != "-" and _JOB_ID.fullmatch(fields[0]) else None,
-        script_exit=int(fields[1]) if number.fullmatch(fields[1]) else None,
+        script_exit=int(fields[1]) if _NUMBER.fullmatch(fields[1]) else None,
         runner_returned={"returned": True, "raised": False}.get(fields[2]),
-        memory_kills=int(fields[3]) if number.fullmatch(fields[3]) else None,
+        memory_kills=int(fields[3]) if _NUMBER.fullmatch(fields[3]) else None,
         error=fields[4] if fields[4] != "-" and _ERROR_TYPE.fullmatch(fields[4]) else None,
     )

@@ -291,8 +291,7 @@ class SgeBackend(BatchBackend):
         now = time.monotonic()
         for job_id in gone:
             record = records.get(job_id)
-            with self.lock:
-                cancelled = self.was_cancelled(job_id)
+            cancelled = self.was_cancelled(job_id)
             doomed = self.held.why_cancelled(parse.job_number(job_id))
             if record is not None:
                 resources = self.resources_of(job_id)
@@ -321,14 +320,14 @@ class SgeBackend(BatchBackend):
             resources = self.resources_of(job_id)
             memory_asked = resources is not None and resources.memory is not None
             one_call = len(self.ledger.directories(job_id) or []) == 1
-            if status.state is JobState.FAILED and memory_asked and one_call:
+            if status.state is JobState.FAILED and status.exit_code == 1 and memory_asked and one_call:
                 candidates.append(job_id)
         for job_id, record in (self.end_records(candidates) if candidates else {}).items():
             if record.error == "builtins.MemoryError":
                 found[job_id] = JobStatus(
                     JobState.OUT_OF_MEMORY,
                     reason=f"MemoryError under its {self.memory_resource} limit (an address-space rlimit)",
-                    exit_code=found[job_id].exit_code,
+                    exit_code=1,
                     nodes=found[job_id].nodes,
                 )
 
