@@ -237,7 +237,9 @@ _sge_apply() {
 
 # The global configuration: Debian's defaults, plus root may submit (the suite runs as root with the
 # local transport), accounting flushed at once (qacct -j right after a job ends), load reports every
-# 10 s instead of 40 s, and execd kills a job's whole process group.
+# 10 s instead of 40 s, and execd kills a job's whole process group. No login shells: a job's shell
+# does not read its user's profile, where a stale lock of pyenv's shim rehash (left by a job killed
+# during it) made every later job start a minute late.
 _sge_conf_global() {
     cat <<EOF
 execd_spool_dir              $SGE_SPOOL/execd
@@ -247,7 +249,7 @@ load_sensor                  none
 prolog                       none
 epilog                       none
 shell_start_mode             posix_compliant
-login_shells                 bash,sh,ksh,csh,tcsh
+login_shells                 none
 min_uid                      0
 min_gid                      0
 user_lists                   none
