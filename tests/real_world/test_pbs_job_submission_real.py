@@ -359,17 +359,19 @@ def test_two_workers_on_two_cpus_drain_a_map_of_12_and_the_idle_ones_are_cancell
     assert len(workers) < 12, f"{len(workers)} workers ran 12 calls on 2 CPUs"
     array = futures[0].job_id.split("#")[0]
     if is_pro(fn):
-        # Idle subjobs are deleted by their own ids at the drain: they end without ever running
-        # (no exec_host: a subjob's stime is its array's), although CPUs were free for them once
-        # the two workers ended; the subjobs that ran are the workers that ran calls.
+        # Idle subjobs are deleted by their own ids at the drain, queued ones before they ever
+        # start (no exec_host: a subjob's stime is its array's), although CPUs were free for them
+        # once the workers ended. A worker deleted while it waits for more calls keeps no
+        # exec_host in its history either, so the workers are among the subjobs, not exactly those
+        # with a host.
         ended = wait_for(
             lambda: (t := subjobs(fn, array)) and all(r["job_state"] in ("X", "F") for r in t.values()) and t,
             60,
             "every subjob to end",
         )
+        assert len(ended) == 12 and workers <= set(ended), (ended, workers)
         ran = {job_id for job_id, record in ended.items() if "exec_host" in record}
-        assert ran == workers, (ran, workers)
-        assert len(ended) == 12
+        assert len(ran | workers) < 12, f"all 12 subjobs started: {sorted(ran | workers)}"
         return
     # Slurm's qdel ends an array only as a whole: once every call ended, the array goes, with
     # every worker that never started. Slurm's accounting (under the wrapper) says which ran.
