@@ -123,6 +123,13 @@ class Backend(abc.ABC):
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """The status of each job; a job the scheduler no longer knows is ``JobState.UNKNOWN``."""
 
+    def query_would_wait(self) -> bool:
+        """Whether the scheduler would slow a status query asked now (OpenPBS's qstat sleeps 0.2 s
+        when the same user's last one ended in the same wall-clock second). A poll then answers
+        without asking it, from what jobs left on disk, and the monitor keeps its interval: it backs
+        off by the queries that reach the scheduler."""
+        return False
+
     @abc.abstractmethod
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Ask the scheduler to end these jobs; finished ones are ignored."""

@@ -500,12 +500,17 @@ class BatchBackend(Backend):
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         calls, plain = workers.split_calls(job_ids)
-        tasks = self.pool.tasks_to_ask(calls)
-        found = self.query(plain + tasks) if plain or tasks else {}
-        unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
-        statuses = {job_id: self._timed_out_by_the_runner(job_id, found.get(job_id, unknown)) for job_id in plain}
-        statuses.update(self._returned_while_ending(statuses))
-        statuses.update(self.pool.statuses(calls, found))
+        if self.query_would_wait():
+            # Only the end records: the next poll asks, once the scheduler would answer at once.
+            found, statuses = {}, self._between_queries(plain)
+        else:
+            tasks = self.pool.tasks_to_ask(calls)
+            found = self.query(plain + tasks) if plain or tasks else {}
+            unknown = JobStatus(JobState.UNKNOWN, reason=f"{self.scheduler} no longer knows this job")
+            statuses = {job_id: self._timed_out_by_the_runner(job_id, found.get(job_id, unknown)) for job_id in plain}
+            running = [job_id for job_id, status in statuses.items() if status.state is JobState.RUNNING]
+            statuses.update(self._returned(running, statuses))
+            statuses.update(self.pool.statuses(calls, found))
         statuses.update(self._settle_held(statuses))
         # Worker tasks are answered in ``found`` only; the calls they run, in ``statuses``.
         self.ledger.seen(found)
@@ -513,30 +518,43 @@ class BatchBackend(Backend):
         self._clean_batches(statuses)
         return statuses
 
-    def _returned_while_ending(self, statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
-        """COMPLETED now for jobs still listed RUNNING whose runner returned every call: a scheduler
-        records a job's end a second or more after its script's (epilogues, the execution host's
-        report; SGE lists an ended job for about a second), and the result is there already. One
-        read of those jobs' end records; a call on several tasks waits for the scheduler (rank 0's
-        record does not speak for the others)."""
-        running = [
-            job_id
-            for job_id, status in statuses.items()
-            if status.state is JobState.RUNNING
-            and (resources := self.resources_of(job_id)) is not None
-            and resources.tasks == 1
-        ]
-        records = self.end_records(running) if running else {}
+    def _returned(self, job_ids: Sequence[str], statuses: Mapping[str, JobStatus]) -> dict[str, JobStatus]:
+        """COMPLETED now for the jobs of ``job_ids`` whose runner returned every call, whatever the
+        scheduler lists: it records a job's end a second or more after its script's (epilogues,
+        the execution host's report; SGE lists an ended job for about a second), and the result is
+        there already."""
         return {
-            job_id: JobStatus(
-                JobState.COMPLETED,
-                reason=f"the runner returned ({self.scheduler} is still ending the job)",
-                exit_code=0,
-                nodes=statuses[job_id].nodes,
-            )
-            for job_id, record in records.items()
+            job_id: self._runner_returned(statuses[job_id].nodes)
+            for job_id, record in self._single_task_records(job_ids).items()
             if record.runner_returned is True
         }
+
+    def _between_queries(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """A poll that does not ask the scheduler (``query_would_wait``): from the end records,
+        COMPLETED where the runner returned, RUNNING where the script started and was not seen
+        running yet; the rest unchanged."""
+        found = {}
+        for job_id, record in self._single_task_records(job_ids).items():
+            if record.runner_returned is True:
+                found[job_id] = self._runner_returned(None)
+            elif record.scheduler_id is not None and not self.ledger.seen_running(job_id):
+                found[job_id] = JobStatus(JobState.RUNNING, reason="its script started")
+        return found
+
+    def _single_task_records(self, job_ids: Sequence[str]) -> dict[str, endrecord.EndRecord]:
+        """The end records of the jobs of one task that this client submitted, with one read: a
+        call on several tasks waits for the scheduler (rank 0's record does not speak for the
+        others), as does a job submitted elsewhere."""
+        single = [job_id for job_id in job_ids if (asked := self.resources_of(job_id)) is not None and asked.tasks == 1]
+        return self.end_records(single) if single else {}
+
+    def _runner_returned(self, nodes: str | None) -> JobStatus:
+        return JobStatus(
+            JobState.COMPLETED,
+            reason=f"the runner returned ({self.scheduler} is still ending the job)",
+            exit_code=0,
+            nodes=nodes,
+        )
 
     def _timed_out_by_the_runner(self, job_id: str, status: JobStatus) -> JobStatus:
         """TIMEOUT for a job whose runner held its calls to a limit of its own and killed one."""

@@ -1,7 +1,7 @@
 """One monitor per cluster: polls ALL of its unfinished jobs with one backend call per interval.
 
-The interval starts short and grows by half each quiet poll up to the profile's maximum;
-a state change or a new submission brings it back down. No thread per job.
+The interval starts short and grows by half each quiet poll that asked the scheduler, up to the
+profile's maximum; a state change or a new submission brings it back down. No thread per job.
 
 A job that ended is collected (files read, result authenticated and unpickled, directory
 cleaned) by a small pool of collector threads, so one huge result or a slow file system
@@ -78,8 +78,12 @@ class Monitor:
                 while not self._jobs and not self._deferred:
                     self._wake.wait()
                 self._woken = False
-            changed = self._poll_once()
-            interval = self.config.poll_interval if changed else min(interval * BACKOFF, self.config.poll_interval_max)
+            # Backing off spares the scheduler: a poll that does not ask it (query_would_wait) keeps the interval.
+            asks = not self.session.backend.query_would_wait()
+            if self._poll_once():
+                interval = self.config.poll_interval
+            elif asks:
+                interval = min(interval * BACKOFF, self.config.poll_interval_max)
             with self._wake:
                 if not self._woken:
                     self._wake.wait(timeout=interval)

@@ -23,6 +23,7 @@ relative to that directory, so no ``host:`` is read into a colon.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -101,6 +102,8 @@ class PbsBackend(BatchBackend):
         self._slurm_wrapper = False
         # A bare array task id (123[4]) -> the id PBS gave the started task, from its PBS_JOBID.
         self._real: dict[str, str] = {}
+        # The wall-clock second in which this client's last qstat ended (see query_would_wait).
+        self._last_qstat_second: int | None = None
 
     # -- dialect and commands ----------------------------------------------------------------
 
@@ -281,12 +284,19 @@ class PbsBackend(BatchBackend):
         pro = self.dialect == parse.PRO
         argv = [self.command("qstat"), *(["-x", "-f", "-F", "json"] if pro else ["-f"]), *ids]
         result = self.run(argv)
+        self._last_qstat_second = int(time.time())
         records = parse.parse_json(result.stdout) if pro and "{" in result.stdout else parse.parse_full(result.stdout)
         # Torque and Slurm's wrapper exit 153 when an id is unknown; PBS Pro says so on stderr.
         unknown = result.returncode == 153 or any(word in result.stderr for word in self.unknown_job_words)
         if not result.ok and not records and not unknown:
             result.check(BackendUnavailableError, "polling with qstat")
         return records
+
+    def query_would_wait(self) -> bool:
+        """OpenPBS's qstat sleeps 0.2 s when the same user's last qstat ended in the same
+        wall-clock second (its ``delay_query``, kind to a server polled in a loop): within that
+        second a poll reads end records instead."""
+        return self.dialect == parse.PRO and self._last_qstat_second == int(time.time())
 
     def _asked(self, job_id: str) -> str:
         """The id qstat is asked about for ``job_id`` (under the lock): a subjob's own id (``123[4].srv``:
