@@ -42,6 +42,32 @@ def test_one_status_query_per_poll_however_many_jobs(local_profile):
     assert max(status_queries) >= 2, "running jobs are asked about together"
 
 
+def test_polls_that_do_not_ask_the_scheduler_keep_the_interval_short(local_profile):
+    # A backend whose status query would be slowed now (OpenPBS's qstat in the same second as the
+    # last) answers from the jobs' files: the monitor backs off by the polls that ask, not by these.
+    @cluster(profile=local_profile(poll_interval=0.02, poll_interval_max=5.0))
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    def polls_during_a_nap() -> int:
+        before = session.monitor.polls
+        assert nap(2.0) == 2.0
+        return session.monitor.polls - before
+
+    session = nap.session()
+    backed_off = polls_during_a_nap()  # 0.02 s growing by half: about 10 polls in 2 s
+    session.backend.query_would_wait = lambda: True
+    try:
+        kept_short = polls_during_a_nap()
+    finally:
+        del session.backend.query_would_wait
+    assert backed_off <= 14, backed_off
+    assert kept_short >= 2 * backed_off, (kept_short, backed_off)
+
+
 def test_ctrl_c_while_waiting_cancels_the_job(local_profile, tmp_path):
     pid_file = tmp_path / "pid"
     script = tmp_path / "wait.py"
