@@ -295,8 +295,9 @@ class PbsBackend(BatchBackend):
     def query_would_wait(self) -> bool:
         """OpenPBS's qstat sleeps 0.2 s when the same user's last qstat ended in the same
         wall-clock second (its ``delay_query``, kind to a server polled in a loop): within that
-        second a poll reads end records instead."""
-        return self.dialect == parse.PRO and self._last_qstat_second == int(time.time())
+        second a poll reads end records instead. Asked by the monitor outside its polls, so
+        it runs no command: a qstat has run, so the dialect is known."""
+        return self._last_qstat_second == int(time.time()) and self.dialect == parse.PRO
 
     def _asked(self, job_id: str) -> str:
         """The id qstat is asked about for ``job_id`` (under the lock): a subjob's own id (``123[4].srv``:
