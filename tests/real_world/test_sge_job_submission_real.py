@@ -336,7 +336,7 @@ def test_allocation_while_running_from_qstat(sge, tmp_path):
     release = tmp_path / "release"
     future = fn.submit(str(release), 60)
     wait_for(lambda: future.state is JobState.RUNNING, 60, "the job to run")
-    allocation = fn.session().backend.job_allocation(future.job)
+    allocation = fn.session().backend.job_allocation(future.job_id, future.job.meta)
     release.touch()
     future.result(timeout=60)
     assert (allocation.cores, allocation.memory, allocation.time_limit, allocation.queue) == (

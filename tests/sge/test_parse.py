@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import datetime
 import re
-import types
 from pathlib import Path
 
 import pytest
@@ -218,6 +217,6 @@ def test_a_job_that_ends_between_qstat_and_qstat_j_is_allocated_from_qacct():
             return CommandResult(tuple(argv), *answers[tuple(argv)])
 
     config = ClusterConfig(profile="t", backend="sge", transport="t", workdir="/w")
-    allocation = SgeBackend(config, Answering(config, "")).job_allocation(types.SimpleNamespace(job_id=RUNNING))
+    allocation = SgeBackend(config, Answering(config, "")).job_allocation(RUNNING, None)
     assert allocation is not None
     assert allocation.cores == 1 and allocation.time_limit == 600 and allocation.nodes

@@ -20,7 +20,6 @@ from clustrix.state import JobState, JobStatus
 from clustrix.transport import Transport
 
 if TYPE_CHECKING:
-    from clustrix.job import Job
     from clustrix.records import Allocation, JobMetrics
 
 
@@ -148,18 +147,19 @@ class Backend(abc.ABC):
     # The validator's questions (clustrix.validation): what the scheduler itself says of a job,
     # independently of what the runner recorded. None: this backend cannot say.
 
-    def job_in_queue(self, job: Job) -> bool | None:
-        """Whether the scheduler lists ``job`` now (queued, running, or its record of the end)."""
+    def job_in_queue(self, job_id: str) -> bool | None:
+        """Whether the scheduler lists the job now (queued, running, or its record of the end)."""
         return None
 
-    def job_allocation(self, job: Job) -> Allocation | None:
-        """What the scheduler granted ``job`` (cores, memory, time limit, queue, nodes), as it
-        reports it; asked after the job ended, while the scheduler still remembers it."""
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
+        """What the scheduler granted the job (cores, memory, time limit, queue, nodes), as it
+        reports it; asked after the job ended, while the scheduler still remembers it. ``meta``
+        is the runner's record of the call (its meta.json; None where it left none)."""
         return None
 
-    def job_metrics(self, job: Job) -> JobMetrics | None:
-        """The scheduler's accounting of ``job`` (times, exit code, nodes, peak memory), if it
-        keeps one; without it the validator reads the runner's own record."""
+    def job_metrics(self, job_id: str, meta: Mapping[str, Any] | None) -> JobMetrics | None:
+        """The scheduler's accounting of the job (times, exit code, nodes, peak memory), if it
+        keeps one; without it the validator reads the runner's own record, ``meta``."""
         return None
 
     def python_for(self, spec: JobSpec) -> str:

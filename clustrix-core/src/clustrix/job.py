@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-from collections.abc import Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -13,11 +13,28 @@ from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
 
 if TYPE_CHECKING:
-    from clustrix.session import ClusterSession
+    from clustrix.backend import Backend
+    from clustrix.config import ClusterConfig
+    from clustrix.transport import Transport
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+class JobOwner(Protocol):
+    """The session that submitted a job (clustrix.session.ClusterSession), as its job, its future
+    and the validator use it: the job does not know the session, only this."""
+
+    config: ClusterConfig
+    backend: Backend
+    transport: Transport
+
+    def read_output(self, job: Job, name: str) -> str:
+        """The job's ``stdout`` or ``stderr``, so far."""
+
+    def cancel(self, jobs: Sequence[Job]) -> None:
+        """Cancel the jobs with one scheduler call."""
 
 
 @attrs.define(eq=False)
@@ -28,7 +45,7 @@ class Job:
     job_id: str
     directory: str
     spec: JobSpec = attrs.field(repr=False)
-    session: ClusterSession = attrs.field(repr=False)
+    session: JobOwner = attrs.field(repr=False)
     hmac_key: bytes = attrs.field(repr=False)
     status: JobStatus = attrs.field(factory=lambda: JobStatus(JobState.PENDING))
     submitted_at: datetime.datetime = attrs.field(factory=_now)

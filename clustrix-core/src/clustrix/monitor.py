@@ -18,14 +18,15 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from clustrix.errors import BackendUnavailableError, ClustrixError, JobLostError
 from clustrix.log import get_logger
 
 if TYPE_CHECKING:
+    from clustrix.backend import Backend
+    from clustrix.config import ClusterConfig
     from clustrix.job import Job
-    from clustrix.session import ClusterSession
     from clustrix.state import JobStatus
 
 BACKOFF = 1.5
@@ -36,8 +37,25 @@ UPSTREAM_END_GRACE = 60.0
 COLLECTORS = 4
 
 
+class Watched(Protocol):
+    """The session whose jobs a monitor polls (clustrix.session.ClusterSession): what the monitor
+    asks of it, and what it tells it. The monitor does not know the session, only this."""
+
+    config: ClusterConfig
+    backend: Backend
+
+    def record(self, job: Job, status: JobStatus) -> bool:
+        """Store a poll's answer for ``job``; whether its state changed."""
+
+    def finish(self, job: Job) -> None:
+        """The job ended: read its files, clean up, resolve its future."""
+
+    def abandon(self, job: Job, error: ClustrixError) -> None:
+        """Stop waiting for ``job``: its future gets ``error``."""
+
+
 class Monitor:
-    def __init__(self, session: ClusterSession) -> None:
+    def __init__(self, session: Watched) -> None:
         self.session = session
         self.config = session.config
         self.polls = 0

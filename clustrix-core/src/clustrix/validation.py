@@ -121,7 +121,7 @@ class ValidationResult:
 
 def metrics_for(job: Job) -> JobMetrics:
     """The scheduler's metrics when its plugin has them, else the runner's own record."""
-    scheduler = job.session.backend.job_metrics(job)
+    scheduler = job.session.backend.job_metrics(job.job_id, job.meta)
     if scheduler is not None:
         return scheduler
     meta = job.meta or {}
@@ -162,7 +162,7 @@ class ClusterJobValidator:
     def submitted(self, future: ClusterFuture) -> Check:
         """Call right after submission: the scheduler lists the job (or already has its record)."""
         job = future.job
-        seen = job.session.backend.job_in_queue(job)
+        seen = job.session.backend.job_in_queue(job.job_id)
         return Check(
             "submission",
             passed=bool(seen) or job.state.finished,
@@ -282,7 +282,7 @@ class ClusterJobValidator:
         return checks
 
     def _resources(self, job: Job) -> list[Check]:
-        allocation = job.session.backend.job_allocation(job)
+        allocation = job.session.backend.job_allocation(job.job_id, job.meta)
         if allocation is None:
             return [Check("allocation", False, "reported", None, "the backend reported no allocation for this job")]
         asked = job.spec.resources

@@ -36,7 +36,6 @@ import attrs
 from clustrix import runner
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, ClustrixError, ConfigError, SubmissionError
-from clustrix.job import Job
 from clustrix.log import get_logger
 from clustrix.records import Allocation, JobMetrics
 from clustrix.state import JobState, JobStatus
@@ -696,41 +695,42 @@ class KubernetesBackend(Backend):
             return tracked.final_pod
         return status.latest_pod(self._current(job_id)[1])
 
-    def job_in_queue(self, job: Job) -> bool | None:
-        return self.knows(job.job_id)
+    def job_in_queue(self, job_id: str) -> bool | None:
+        return self.knows(job_id)
 
-    def job_allocation(self, job: Job) -> Allocation | None:
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
         """From the pod's spec as the API server stored it: its container's limits, its node, and the
         time limit its runner was given."""
-        pod = self._pod_of(job.job_id)
+        pod = self._pod_of(job_id)
         if pod is None:
             return None
         cores, memory = status.allocated(pod)
         node = pod.get("spec", {}).get("nodeName")
         return Allocation(cores=cores, memory=memory, time_limit=status.time_limit(pod), nodes=(node,) if node else ())
 
-    def job_metrics(self, job: Job) -> JobMetrics | None:
+    def job_metrics(self, job_id: str, meta: Mapping[str, Any] | None) -> JobMetrics | None:
         """Times and exit code from the pod's status; peak memory from the runner's own record."""
-        pod = self._pod_of(job.job_id)
+        pod = self._pod_of(job_id)
         if pod is None:
             return None
         ended = status.terminated(pod) or {}
         cores, memory = status.allocated(pod)
-        tracked = self._record(job.job_id)
+        tracked = self._record(job_id)
+        seen = tracked.status if tracked else JobStatus(JobState.UNKNOWN)
         created = ((tracked.final_job if tracked else None) or {}).get("metadata", {}).get("creationTimestamp")
         node = pod.get("spec", {}).get("nodeName")
         return JobMetrics(
-            job_id=job.job_id,
+            job_id=job_id,
             backend=self.config.backend,
-            state=job.state.value,
-            submitted_at=status.timestamp(created) or job.submitted_at,
+            state=seen.state.value,
+            submitted_at=status.timestamp(created),
             started_at=status.timestamp(ended.get("startedAt") or pod.get("status", {}).get("startTime")),
             ended_at=status.timestamp(ended.get("finishedAt")),
-            exit_code=ended.get("exitCode", job.status.exit_code),
+            exit_code=ended.get("exitCode", seen.exit_code),
             nodes=(node,) if node else (),
             allocated_cores=cores,
             allocated_memory=memory,
-            peak_memory=((job.meta or {}).get("limits") or {}).get("peak_rss"),
+            peak_memory=((meta or {}).get("limits") or {}).get("peak_rss"),
             source="kubernetes",
         )
 

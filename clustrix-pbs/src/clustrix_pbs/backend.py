@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 from clustrix import convert, endrecord
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError, ConfigError
-from clustrix.job import Job
 from clustrix.records import Allocation, JobMetrics
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
@@ -382,11 +381,11 @@ class PbsBackend(BatchBackend):
             asked = self._asked(job_id)
         return self.qstat([asked]).get(asked)
 
-    def job_in_queue(self, job: Job) -> bool | None:
-        return self.record(self.scheduler_job(job.job_id)) is not None
+    def job_in_queue(self, job_id: str) -> bool | None:
+        return self.record(self.scheduler_job(job_id)) is not None
 
-    def job_allocation(self, job: Job) -> Allocation | None:
-        record = self.record(self.scheduler_job(job.job_id))
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
+        record = self.record(self.scheduler_job(job_id))
         if record is None:
             return None
         cores = record.get("Resource_List.ncpus", "")
@@ -398,9 +397,9 @@ class PbsBackend(BatchBackend):
             nodes=tuple(host for host in parse.nodes(record).split(",") if host),
         )
 
-    def job_metrics(self, job: Job) -> JobMetrics | None:
+    def job_metrics(self, job_id: str, meta: Mapping[str, Any] | None) -> JobMetrics | None:
         """qstat's account of a finished job; None when PBS keeps no exit status (the runner's record then)."""
-        job_id = self.scheduler_job(job.job_id)
+        job_id = self.scheduler_job(job_id)
         record = self.record(job_id)
         if record is None or parse.exit_status(record) is None:
             return None

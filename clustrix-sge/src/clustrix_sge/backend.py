@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 from clustrix import convert
 from clustrix.batch import BatchBackend
 from clustrix.errors import ConfigError
-from clustrix.job import Job
 from clustrix.records import Allocation, JobMetrics
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
@@ -333,9 +332,9 @@ class SgeBackend(BatchBackend):
 
     # -- what the validator asks ----------------------------------------------------------------
 
-    def job_in_queue(self, job: Job) -> bool | None:
+    def job_in_queue(self, job_id: str) -> bool | None:
         """Whether SGE lists the job (``qstat -j``) or has accounted for it (``qacct``)."""
-        job_id = self.scheduler_job(job.job_id)
+        job_id = self.scheduler_job(job_id)
         return self.run(["qstat", "-j", parse.job_number(job_id)]).ok or job_id in self.qacct(parse.job_number(job_id))
 
     def accounting_record(self, job_id: str, wait: float = ACCOUNTING_WAIT) -> dict[str, str] | None:
@@ -348,9 +347,9 @@ class SgeBackend(BatchBackend):
         value = parse.memory(limits.get(self.memory_resource))
         return value * (slots if self.memory_per_slot() else 1) if value else None
 
-    def job_allocation(self, job: Job) -> Allocation | None:
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
         """What SGE granted: ``qstat -xml`` + ``qstat -j`` while the job runs, its qacct record after it ended."""
-        job_id = self.scheduler_job(job.job_id)
+        job_id = self.scheduler_job(job_id)
         line = parse.find(parse.qstat_xml(self.run_query(["qstat", "-xml"], "asking qstat")), job_id)
         running = line is not None and parse.listed_status(line).state is JobState.RUNNING
         # A job that ends between the two queries is gone from qstat -j: its qacct record answers.
@@ -374,11 +373,11 @@ class SgeBackend(BatchBackend):
             nodes=(host,) if host else (),
         )
 
-    def job_metrics(self, job: Job) -> JobMetrics | None:
+    def job_metrics(self, job_id: str, meta: Mapping[str, Any] | None) -> JobMetrics | None:
         """qacct's record: times, exit status, host, slots, the memory limit granted, peak virtual memory."""
-        job_id = self.scheduler_job(job.job_id)
+        job_id = self.scheduler_job(job_id)
         # A job that never ran (no runner record) will get no accounting record: do not wait for one.
-        record = self.accounting_record(job_id, ACCOUNTING_WAIT if job.meta is not None else 0.0)
+        record = self.accounting_record(job_id, ACCOUNTING_WAIT if meta is not None else 0.0)
         if record is None:
             return None
         resources = self.resources_of(job_id)

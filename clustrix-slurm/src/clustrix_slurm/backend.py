@@ -23,7 +23,6 @@ import attrs
 from clustrix import convert
 from clustrix.batch import BatchBackend
 from clustrix.errors import BackendUnavailableError
-from clustrix.job import Job
 from clustrix.records import Allocation, JobMetrics
 from clustrix.resources import format_time
 from clustrix.spec import JobSpec
@@ -323,11 +322,11 @@ class SlurmBackend(BatchBackend):
         text = self.run_query(["scontrol", "-o", "show", "job", job_id], "asking scontrol")
         return parse.parse_scontrol(text).get(job_id)
 
-    def job_in_queue(self, job: Job) -> bool | None:
-        return self.scontrol_record(self.scheduler_job(job.job_id)) is not None
+    def job_in_queue(self, job_id: str) -> bool | None:
+        return self.scontrol_record(self.scheduler_job(job_id)) is not None
 
-    def job_allocation(self, job: Job) -> Allocation | None:
-        record = self.scontrol_record(self.scheduler_job(job.job_id))
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
+        record = self.scontrol_record(self.scheduler_job(job_id))
         if record is None:
             return None
         # Slurm 22.05 calls the granted resources TRES; later versions AllocTRES.
@@ -340,7 +339,7 @@ class SlurmBackend(BatchBackend):
             nodes=(record["NodeList"],) if record.get("NodeList") not in (None, "", "(null)") else (),
         )
 
-    def job_metrics(self, job: Job) -> JobMetrics | None:
+    def job_metrics(self, job_id: str, meta: Mapping[str, Any] | None) -> JobMetrics | None:
         """sacct's record of the job and its steps; None where accounting is off or has no record.
 
         slurmdbd records a job's end and its batch step's usage a moment after slurmctld: the
@@ -349,7 +348,7 @@ class SlurmBackend(BatchBackend):
         """
         if not self.accounting:
             return None
-        job_id = self.scheduler_job(job.job_id)
+        job_id = self.scheduler_job(job_id)
         argv = ["sacct", "-n", "-P", "-j", job_id, "-o", _METRIC_FIELDS]
         deadline = time.monotonic() + ACCOUNTING_WAIT
         while True:

@@ -17,17 +17,14 @@ from __future__ import annotations
 import collections
 import shlex
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from clustrix import runner, workers
 from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.records import Allocation
 from clustrix.state import JobState, JobStatus
-
-if TYPE_CHECKING:
-    from clustrix.job import Job
 
 # Seconds between the polite TERM and the KILL, for a time limit and for cancel.
 KILL_GRACE = 10
@@ -116,19 +113,19 @@ class ProcessBackend(Backend):
     # This backend is its own scheduler: the job's directory and the runner's record are its
     # queue and its accounting.
 
-    def job_in_queue(self, job: Job) -> bool | None:
-        return self.knows(job.job_id)
+    def job_in_queue(self, job_id: str) -> bool | None:
+        return self.knows(job_id)
 
-    def job_allocation(self, job: Job) -> Allocation | None:
-        if job.meta is None:
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
+        if meta is None:
             return None
-        env, limits = job.meta.get("env", {}), job.meta.get("limits", {})
+        env, limits = meta.get("env", {}), meta.get("limits", {})
         time_limit = env.get("CLUSTRIX_TIME_LIMIT")
         return Allocation(
             cores=int(env["CLUSTRIX_CORES"]) if "CLUSTRIX_CORES" in env else None,
             memory=limits.get("address_space"),
             time_limit=int(time_limit) if time_limit else None,
-            nodes=(job.meta["host"],),
+            nodes=(meta["host"],),
         )
 
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:

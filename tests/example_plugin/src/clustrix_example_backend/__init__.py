@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from clustrix import Job, JobState, JobStatus, SubmissionError, hookimpl
+from clustrix import JobState, JobStatus, SubmissionError, hookimpl
 from clustrix.backend import Backend, StagedJob
 from clustrix.records import Allocation
 
@@ -48,14 +49,14 @@ class SerialShellBackend(Backend):
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Every job has ended by the time submit returns: nothing to cancel."""
 
-    def job_in_queue(self, job: Job) -> bool | None:
-        return job.job_id in self._done
+    def job_in_queue(self, job_id: str) -> bool | None:
+        return job_id in self._done
 
-    def job_allocation(self, job: Job) -> Allocation | None:
+    def job_allocation(self, job_id: str, meta: Mapping[str, Any] | None) -> Allocation | None:
         """No limits are enforced: the job had the whole machine, as the runner saw it."""
-        if job.meta is None:
+        if meta is None:
             return None
-        return Allocation(cores=job.meta["limits"]["cpus"], nodes=(job.meta["host"],))
+        return Allocation(cores=meta["limits"]["cpus"], nodes=(meta["host"],))
 
     def check(self) -> str:
         return "runs jobs with sh at submit time"
