@@ -29,12 +29,6 @@ CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"
 STATE = Path(os.environ.get("CLUSTRIX_TEST_STATE", "/var/lib/clustrix-test"))
 
 
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
-    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
-
-
 def slow(x: int, seconds: float) -> int:
     time.sleep(seconds)
     return x * 2

@@ -52,12 +52,6 @@ NAMESPACE = "clustrix-test"
 OTHER = "clustrix-other"
 
 
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
-    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
-
-
 @pytest.fixture
 def k8s(cluster_profile):
     profile = cluster_profile("kubernetes")

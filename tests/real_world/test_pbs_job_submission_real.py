@@ -23,7 +23,6 @@ import shutil
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,11 +35,11 @@ from clustrix.api import ClusterFunction
 from clustrix.errors import (
     BackendUnavailableError,
     JobCancelledError,
-    JobOutOfMemoryError,
-    JobTimeoutError,
     SubmissionError,
 )
-from tests.conftest import kill_workers_mid_map, on_each_cluster, profile_table, use_variant, wait_for, with_marker
+from tests import batch_cases
+from tests.batch_cases import add, sleep_for, timed_pid, touch
+from tests.conftest import kill_workers_mid_map, on_each_cluster, profile_table, use_variant, wait_for
 from tests.real_world.test_faults_real import client
 
 pytestmark = [pytest.mark.real_world]
@@ -52,12 +51,6 @@ TORQUE, PRO = "pbs", "pbs-pro"
 # Where the Torque wrapper's jobs run (Slurm main's configuration), and where ssh tests stage.
 SLURM_MAIN = "/var/lib/clustrix-test/slurm/main/slurm.conf"
 SSH_WORKDIR = "/home/cxuser/pbs-jobs"
-
-
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
-    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
 
 
 # The Torque wrapper runs on Slurm main: its tests are the Slurm group's (tests/conftest.py).
@@ -140,17 +133,8 @@ def wait_for_empty_queue(profile: str, roots: list[str]) -> list[str]:
     return left
 
 
-def add(x: int, y: int) -> int:
-    return x + y
-
-
 def pbs_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(("PBS_", "CLUSTRIX_"))} | {"cwd": os.getcwd()}
-
-
-def sleep_for(seconds: float) -> str:
-    time.sleep(seconds)
-    return "woke"
 
 
 def job_dirs(fn: ClusterFunction) -> set[str]:
@@ -252,13 +236,7 @@ def test_unknown_queue_is_refused_in_qsubs_own_words(pbs, tmp_path):
     ],
 )
 def test_hostile_directive_values_are_refused_before_anything_reaches_pbs(pbs, tmp_path, key, value):
-    marker = tmp_path / "pwned"
-
-    # Refused at decoration (or at the call, for what only the profile's resolution checks).
-    with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
-        cluster(profile=pbs, workdir=str(tmp_path / "jobs"), **{key: with_marker(value, marker)})(add)(1, 2)
-    assert not marker.exists()
-    assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
+    batch_cases.a_hostile_value_is_refused_before_anything_reaches_the_scheduler(pbs, tmp_path, key, value)
 
 
 def report_env():
@@ -268,26 +246,18 @@ def report_env():
 def test_hostile_names_env_values_and_paths_reach_pbs_jobs_byte_exact(pbs, tmp_path, monkeypatch):
     # Slurm's qsub wrapper builds a shell command line from -o, -e and the script's path: the
     # backend never hands it a path. Names reach only #PBS lines, reduced to safe characters.
-    tag = uuid.uuid4().hex
-    markers = [f"/tmp/cx-pbs-pwned-{tag}-{i}" for i in range(5)]
-    value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n %j %A ${{PATH}}"
-    workdir = f"{profile_table(pbs)['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j:{tag}"
-    use_variant(tmp_path, monkeypatch, pbs, "hostile", workdir=workdir)
-    name = f"a;b$(touch {markers[3]})\n#PBS -l walltime=99:00:00 `touch {markers[4]}`"
-    fn = cluster(profile="hostile", name=name, env={"X": value})(report_env)
-    try:
-        future = fn.submit()
-        got, dirs, job_name = future.result(timeout=120)
-        assert got == value
-        assert dirs[0].startswith(workdir + "/")
+    with batch_cases.a_hostile_job(
+        pbs,
+        tmp_path,
+        monkeypatch,
+        report_env,
+        value_tail=" %j %A ${PATH}",
+        workdir_tail=":",
+        name="a;b$(touch {marker})\n#PBS -l walltime=99:00:00 `touch {second}`",
+    ) as (fn, future, (job_name,), _):
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,14}", job_name), job_name
         # The queue's default, on both clusters.
         assert qstat_f(fn, future.job_id)["Resource_List.walltime"] == "01:00:00", "the name added no directive"
-        batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
-        assert [f.result(timeout=120) for f in batch] == [4, 6]
-        assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
-    finally:
-        fn.session().transport.remove_tree(workdir)
 
 
 # -- arrays -----------------------------------------------------------------------------------------
@@ -422,31 +392,21 @@ def test_failed_array_task_keeps_its_batch_directory_and_the_others_return(pbs):
 # -- limits: walltime and memory --------------------------------------------------------------------
 
 
-def eat_memory(megabytes: int) -> int:
-    hog = b"x" * (megabytes * 1024**2)
-    time.sleep(30)
-    return len(hog)
-
-
 def test_memory_limit_kill_is_out_of_memory(pbs):
-    fn = cluster(profile=pbs, memory="100MB")(eat_memory)
-    future = fn.submit(600)
-    with pytest.raises(JobOutOfMemoryError) as info:
-        future.result(timeout=180)
-    assert info.value.state is JobState.OUT_OF_MEMORY
+    fn, future, error = batch_cases.a_call_over_its_memory_is_out_of_memory(pbs, "100MB", 600)
     if is_pro(fn):
         record = qstat_f(fn, future.job_id)
         assert record["job_state"] == ended_letter(fn)
         # OpenPBS's mom enforces mem with its cgroup hook, which says so on the job's stderr; PBS
         # accounts the whole limit used.
-        assert "Cgroup mem limit exceeded" in info.value.stderr_tail
+        assert "Cgroup mem limit exceeded" in error.stderr_tail
         assert (record["Resource_List.mem"], record["resources_used.mem"]) == ("100mb", "102400kb")
         return
     # Under the wrapper, Slurm main's cgroup kills the runner (the largest process) and the script
     # lives on: its EXIT trap records 137 and the cgroup's oom_kill count (the wrapper has no letter
     # for Slurm's OUT_OF_MEMORY, U, and keeps no exit status).
-    assert info.value.exit_code == 137 and "its cgroup's oom_kill count" in str(info.value)
-    assert "oom-kill" in info.value.stderr_tail
+    assert error.exit_code == 137 and "its cgroup's oom_kill count" in str(error)
+    assert "oom-kill" in error.stderr_tail
     assert qstat_f(fn, future.job_id)["job_state"] == "U"
 
 
@@ -465,19 +425,15 @@ def test_a_job_killing_itself_under_a_memory_limit_is_not_called_out_of_memory(p
 def test_walltime_kill_is_job_timeout_error(pbs):
     # The wrapper's Slurm has a one-minute minimum; the kill comes at about 61 s (OpenPBS's mom
     # checks walltime on its polls: about as late).
-    fn = cluster(profile=pbs, time="00:01:00")(sleep_for)
-    future = fn.submit(300)
-    with pytest.raises(JobTimeoutError) as info:
-        future.result(timeout=240)
-    assert info.value.state is JobState.TIMEOUT
+    fn, future, error = batch_cases.a_call_over_its_time_limit_is_a_timeout(pbs, "00:01:00", 240)
     record = qstat_f(fn, future.job_id)
     assert (record["job_state"], record["Resource_List.walltime"]) == (ended_letter(fn), "00:01:00")
     if is_pro(fn):
         # PBS Pro's own exit status for it (JOB_EXEC_KILL_WALLTIME) and its mom's words.
         assert record["Exit_status"] == "-29"
-        assert "walltime" in info.value.stderr_tail and "exceeded limit" in info.value.stderr_tail
+        assert "walltime" in error.stderr_tail and "exceeded limit" in error.stderr_tail
     else:
-        assert "DUE TO TIME LIMIT" in info.value.stderr_tail
+        assert "DUE TO TIME LIMIT" in error.stderr_tail
 
 
 @pytest.mark.expensive
@@ -518,27 +474,9 @@ def test_file_staging_and_processing_on_the_node(pbs, tmp_path, cluster_validato
 # -- how jobs end: errors and recovery ---------------------------------------------------------------
 
 
-class PayloadError(ValueError):
-    pass
-
-
-def raise_payload_error(n: int) -> None:
-    raise PayloadError(f"bad payload {n}")
-
-
-def exit_hard(code: int) -> None:
-    os._exit(code)
-
-
 def test_errors_come_back_typed_and_the_cluster_recovers(pbs):
-    with pytest.raises(PayloadError, match="bad payload 7") as info:
-        cluster(profile=pbs)(raise_payload_error)(7)
-    assert "raise_payload_error" in info.value.remote_traceback
-    fn = cluster(profile=pbs)(exit_hard)
-    future = fn.submit(3)
-    with pytest.raises(JobFailedError, match="ended without a result") as exited:
-        future.result(timeout=120)
-    assert exited.value.exit_code == 3 and exited.value.state is JobState.FAILED
+    batch_cases.an_exception_comes_back_with_its_type_and_remote_traceback(pbs)
+    fn, future = batch_cases.an_exit_code_reaches_job_failed_error(pbs)
     if is_pro(fn):
         assert qstat_f(fn, future.job_id)["Exit_status"] == "3"
     else:
@@ -677,20 +615,8 @@ def test_nothing_is_left_in_the_queue_or_on_disk(pbs):
 # -- parallel processing -------------------------------------------------------------------------------
 
 
-def timed_pid(seconds: float) -> tuple[int, float, float]:
-    start = time.time()
-    time.sleep(seconds)
-    return os.getpid(), start, time.time()
-
-
-def fan_out() -> list[tuple[int, float, float]]:
-    return clustrix.pmap(timed_pid, [1.5, 1.5])
-
-
 def test_parallel_pmap_uses_the_allocated_cores(pbs):
-    (pid_a, start_a, end_a), (pid_b, start_b, end_b) = cluster(profile=pbs, cores=2, parallel=True)(fan_out)()
-    assert pid_a != pid_b
-    assert start_a < end_b and start_b < end_a, "the two iterations did not overlap"
+    batch_cases.pmap_runs_on_the_allocated_cores_at_once(pbs)
 
 
 def test_independent_jobs_run_side_by_side(pbs):
@@ -702,22 +628,8 @@ def test_independent_jobs_run_side_by_side(pbs):
 # -- the validator, with PBS's own view ------------------------------------------------------------------
 
 
-def hold_memory(megabytes: int) -> int:
-    block = bytearray(megabytes * 1024**2)
-    time.sleep(2)
-    return len(block)
-
-
 def test_validator_sees_what_pbs_allocated(pbs, cluster_validator):
-    job = cluster(profile=pbs, cores=2, time="00:05:00", queue="debug")
-    result = cluster_validator.validate(job(hold_memory).submit(50), expected_value=50 * 1024**2)
-    assert result.passed, result.summary()
-    checks = {c.name: c for c in result.checks}
-    assert checks["submission"].passed
-    assert checks["allocated cores"].actual == 2
-    assert checks["allocated time limit"].actual == 300
-    assert checks["queue"].actual == "debug"
-    assert result.history[0][0] == "PENDING" and result.history[-1][0] == "COMPLETED"
+    result = batch_cases.the_validator_sees_what_was_allocated(cluster_validator, pbs, "debug")
     metrics = result.metrics
     if is_pro(fn := cluster(profile=pbs)(add)):
         # PBS Pro keeps the exit status and what the job used, once it recorded the job finished:
@@ -740,17 +652,6 @@ def slow(x, seconds: float = 3.0):
     return x
 
 
-def broken(seconds: float = 2.0):
-    time.sleep(seconds)
-    raise ValueError("upstream broke")
-
-
-def touch(value, path=None):
-    if path:
-        Path(path).write_text("ran")
-    return value
-
-
 def test_future_argument_becomes_depend_afterok_and_passes_its_value(pbs):
     upstream = cluster(profile=pbs)(slow).submit([1, 2, 3])
     downstream = cluster(profile=pbs)(touch).submit(upstream)
@@ -771,60 +672,27 @@ def test_dependency_on_a_call_of_a_map_of_workers(pbs):
 
 
 def test_failed_upstream_cancels_dependants(pbs, tmp_path):
-    upstream = cluster(profile=pbs)(broken).submit()
-    marker = tmp_path / "ran"
-    downstream = cluster(profile=pbs)(touch).submit(upstream, str(marker))
-    with pytest.raises(clustrix.DependencyFailedError, match=f"job {upstream.job_id} it depends on ended FAILED"):
-        downstream.result(timeout=300)
-    assert downstream.state is JobState.CANCELLED
+    _, downstream = batch_cases.a_failed_upstream_cancels_its_dependant(pbs, tmp_path)
     assert "exec_host" not in qstat_f(cluster(profile=pbs)(add), downstream.job_id), "it never ran"
-    assert not marker.exists()
 
 
 # -- polling ------------------------------------------------------------------------------------------------
 
 
-def nap(x):
-    time.sleep(2)
-    return x
-
-
 def test_one_qstat_per_poll_for_many_jobs(pbs):
-    fn = cluster(profile=pbs, poll_interval=0.5, poll_interval_max=1.0)(nap)
-    session = fn.session()
-    per_poll: list[tuple[int, int]] = []
-    current = {"qstat": 0, "other": 0}
-    real_run = session.transport.run
-
-    def counting_run(argv, **kwargs):
+    def query(argv: list[str]) -> str | None:
         if argv[0].endswith("qstat"):
-            current["qstat"] += 1
-        elif argv[0] == "sh" and "qsub" not in argv:
-            current["other"] += 1
-        return real_run(argv, **kwargs)
+            return "qstat"
+        return "other" if argv[0] == "sh" and "qsub" not in argv else None
 
-    real_poll = session.backend.poll
-
-    def counting_poll(job_ids):
-        current.update(qstat=0, other=0)
-        statuses = real_poll(job_ids)
-        per_poll.append((current["qstat"], current["other"]))
-        return statuses
-
-    session.transport.run = counting_run
-    session.backend.poll = counting_poll
-    try:
-        futures = fn.map(range(12)) + [fn.submit(x) for x in range(3)]
-        assert [f.result(timeout=300) for f in futures] == [*range(12), *range(3)]
-    finally:
-        del session.transport.run
-        del session.backend.poll
-    assert len(per_poll) >= 3
+    per_poll = batch_cases.scheduler_commands_per_poll(
+        pbs, query, lambda fn: fn.map(range(12)) + [fn.submit(x) for x in range(3)]
+    )
     # Every poll: one qstat for all 15 jobs, plus the listing of the workers' files and at most
     # two reads of the jobs' own records (ids of tasks that started, ends qstat keeps no exit status for).
     # On PBS Pro a poll within the wall-clock second of the last qstat reads the records alone.
-    assert {q for q, _ in per_poll} == ({0, 1} if is_pro(fn) else {1}), per_poll
-    assert max(o for _, o in per_poll) <= 3, per_poll
+    assert {counts.get("qstat", 0) for counts in per_poll} == ({0, 1} if pbs == PRO else {1}), per_poll
+    assert max(counts.get("other", 0) for counts in per_poll) <= 3, per_poll
 
 
 @pytest.mark.parametrize("pbs", on_each_cluster(PRO), indirect=True)
@@ -895,30 +763,11 @@ def test_pbs_env_reaches_every_pbs_command(pbs, tmp_path, monkeypatch):
 # -- over SSH ----------------------------------------------------------------------------------------------
 
 
-def whoami() -> tuple[str, str]:
-    import getpass
-
-    return getpass.getuser(), os.environ["PBS_JOBID"]
-
-
 def test_pbs_over_ssh(pbs, cluster_profile, tmp_path, monkeypatch):
     cluster_profile("ssh-local")
-    ssh = profile_table("ssh-local")
-    use_variant(
-        tmp_path,
-        monkeypatch,
-        pbs,
-        "pbs-ssh",
-        **{key: ssh[key] for key in ("host", "port", "user", "identity_file", "known_hosts", "python")},
-        workdir=SSH_WORKDIR,
-    )
-    assert cluster(profile="pbs-ssh")(add)(10, 32) == 42
-    fn = cluster(profile="pbs-ssh")(whoami)
-    future = fn.submit()
-    user, job_id = future.result(timeout=120)
-    assert (user, job_id) == ("cxuser", future.job_id)
+    fn, future = batch_cases.runs_over_ssh_as_the_hosts_user(pbs, tmp_path, monkeypatch, SSH_WORKDIR, "PBS_JOBID")
     assert qstat_f(fn, future.job_id)["Job_Owner"].startswith("cxuser@")
-    futures = cluster(profile="pbs-ssh")(add).map(range(4), range(4))
+    futures = cluster(profile=f"{pbs}-ssh")(add).map(range(4), range(4))
     assert [f.result(timeout=120) for f in futures] == [0, 2, 4, 6]
     array = re.escape(futures[0].job_id.split("#")[0])
     assert all(re.fullmatch(rf"{array}#\d", f.job_id) for f in futures)

@@ -14,7 +14,6 @@ import re
 import resource
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import cloudpickle
@@ -27,25 +26,19 @@ from clustrix.errors import (
     BackendUnavailableError,
     ConfigError,
     DependencyFailedError,
-    JobOutOfMemoryError,
     JobTimeoutError,
     SubmissionError,
 )
 from clustrix.session import ClusterSession
 from clustrix_sge import parse
-from tests import checkpoint_cases
-from tests.conftest import profile_table, use_variant, wait_for, with_marker
+from tests import batch_cases, checkpoint_cases
+from tests.batch_cases import add, broken, sleep_for, touch
+from tests.conftest import use_variant, wait_for
 
 pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("sge")]
 
 # Job functions travel by value: the ssh test runs them as another user with another interpreter.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
-    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
 
 
 @pytest.fixture
@@ -110,10 +103,6 @@ def qstat_lists(fn: ClusterFunction, job_id: str) -> bool:
 # -- job functions ------------------------------------------------------------------------------
 
 
-def add(x: int, y: int) -> int:
-    return x + y
-
-
 def sge_env() -> dict[str, str]:
     names = ("JOB_ID", "JOB_NAME", "QUEUE", "SGE_TASK_ID", "NSLOTS", "NHOSTS", "PE", "PE_HOSTFILE", "SGE_O_WORKDIR")
     env = {k: v for k, v in os.environ.items() if k in names or k.startswith("CLUSTRIX")}
@@ -122,11 +111,6 @@ def sge_env() -> dict[str, str]:
     env["cwd"] = os.getcwd()
     env["address_space"] = resource.getrlimit(resource.RLIMIT_AS)[0]
     return env
-
-
-def sleep_for(seconds: float) -> str:
-    time.sleep(seconds)
-    return "woke"
 
 
 # -- the basics and the job's environment ------------------------------------------------------------
@@ -196,27 +180,15 @@ def task_identity(x: int) -> tuple[int, str, str]:
     return x * x, os.environ["JOB_ID"], os.environ["SGE_TASK_ID"]
 
 
-def batch_dirs(fn: ClusterFunction) -> set[str]:
-    backend = fn.session().backend
-    out = backend.transport.run(["sh", "-c", 'ls -d "$1"/batch-* 2>/dev/null || true', "sh", backend.workdir])
-    return set(out.stdout.split())
-
-
 def test_map_of_12_is_one_array_of_workers(sge):
-    fn = cluster(profile=sge)(task_identity)
-    before = batch_dirs(fn)
-    futures = fn.map(range(12))
-    results = [f.result(timeout=300) for f in futures]
-    assert [r[0] for r in results] == [x * x for x in range(12)]
-    assert len({r[1] for r in results}) == 1, "one job number: one array"
-    assert [f.job_id for f in futures] == [f"{results[0][1]}#{i}" for i in range(12)]
+    fn, futures, results = batch_cases.a_map_is_one_array_of_workers(sge, 12, ("JOB_ID", "SGE_TASK_ID"))
+    assert {r[1] for r in results} == {futures[0].job_id.split("#")[0]}, "one job number: one array"
     # Each call knows its worker task, as SGE names it; SGE arrays start at task 1.
     backend = fn.session().backend
     assert [backend.scheduler_job(f.job_id) for f in futures] == [f"{r[1]}.{r[2]}" for r in results]
     assert all(1 <= int(r[2]) <= 12 for r in results)
     record = backend.accounting_record(backend.scheduler_job(futures[0].job_id), wait=60)
     assert record is not None and record["failed"] == "0" and record["exit_status"] == "0", record
-    assert batch_dirs(fn) == before, "the array's batch directory is cleaned once all its jobs succeeded"
 
 
 def test_chunksize_runs_several_calls_per_task(sge):
@@ -275,54 +247,30 @@ def test_memory_resource_mem_free_is_a_request_for_the_whole_job(sge):
     assert record["slots"] == "2"
 
 
-def eat_memory(megabytes: int) -> int:
-    hog = b"x" * (megabytes * 1024**2)
-    return len(hog)
-
-
 def test_h_vmem_limit_is_out_of_memory(sge):
-    fn = cluster(profile=sge, memory="200MB")(eat_memory)
-    future = fn.submit(600)
-    with pytest.raises(JobOutOfMemoryError) as info:
-        future.result(timeout=120)
-    assert info.value.state is JobState.OUT_OF_MEMORY
-    assert isinstance(info.value.__cause__, MemoryError), "the job's own MemoryError, under the h_vmem rlimit"
-    assert "h_vmem" in info.value.reason
+    fn, future, error = batch_cases.a_call_over_its_memory_is_out_of_memory(sge, "200MB", 600, seconds=0)
+    assert isinstance(error.__cause__, MemoryError), "the job's own MemoryError, under the h_vmem rlimit"
+    assert "h_vmem" in error.reason
     record = qacct(fn, future.job_id)
     assert (record["failed"], record["exit_status"]) == ("0", "1")
     assert "h_vmem=200M" in record["category"]
     # Under the limit, the same job succeeds.
-    assert fn(50) == 50 * 1024**2
+    assert fn(50, 0) == 50 * 1024**2
 
 
 def test_h_rt_kill_is_job_timeout_error(sge):
-    fn = cluster(profile=sge, time="00:00:10")(sleep_for)
-    future = fn.submit(300)
-    with pytest.raises(JobTimeoutError) as info:
-        future.result(timeout=180)
-    assert info.value.state is JobState.TIMEOUT
+    fn, future, _ = batch_cases.a_call_over_its_time_limit_is_a_timeout(sge, "00:00:10", 180)
     record = qacct(fn, future.job_id)
     assert record["failed"].startswith("37") and record["exit_status"].startswith("137")
     assert 10 <= parse.seconds(record["ru_wallclock"]) <= 30
 
 
-def hold_memory(megabytes: int) -> int:
-    block = bytearray(megabytes * 1024**2)
-    time.sleep(3)  # SGE samples usage every second or so: let it see the block
-    return len(block)
-
-
 def test_validator_sees_what_sge_allocated_and_accounted(sge, cluster_validator):
-    job = cluster(profile=sge, cores=2, memory="400MB", time="00:05:00", queue="all.q")
-    future = job(hold_memory).submit(100)
-    result = cluster_validator.validate(future, expected_value=100 * 1024**2)
-    assert result.passed, result.summary()
-    checks = {c.name: c for c in result.checks}
-    assert checks["submission"].passed
-    assert checks["allocated cores"].actual == 2
-    assert checks["allocated memory"].actual == 400 * 1024**2
-    assert checks["allocated time limit"].actual == 300
-    assert checks["queue"].actual == "all.q"
+    # SGE samples usage every second or so: the job holds its block 3 s, for SGE to see it.
+    result = batch_cases.the_validator_sees_what_was_allocated(
+        cluster_validator, sge, "all.q", megabytes=100, memory="400MB"
+    )
+    assert {c.name: c for c in result.checks}["allocated memory"].actual == 400 * 1024**2
     metrics = result.metrics
     assert metrics.source == "qacct" and metrics.exit_code == 0 and metrics.state == "COMPLETED"
     assert metrics.allocated_cores == 2 and metrics.allocated_memory == 400 * 1024**2
@@ -372,34 +320,9 @@ def test_file_operations_and_data_processing_on_the_node(sge, tmp_path):
 # -- how jobs end -------------------------------------------------------------------------------------
 
 
-class PayloadError(ValueError):
-    pass
-
-
-def raise_payload_error(n: int) -> None:
-    raise PayloadError(f"bad payload {n}")
-
-
 def test_exception_type_round_trips_with_remote_traceback(sge):
-    fn = cluster(profile=sge)(raise_payload_error)
-    future = fn.submit(7)
-    with pytest.raises(PayloadError, match="bad payload 7") as info:
-        future.result(timeout=120)
-    assert "raise_payload_error" in info.value.remote_traceback
+    fn, future = batch_cases.an_exception_comes_back_with_its_type_and_remote_traceback(sge)
     assert qacct(fn, future.job_id)["exit_status"] == "1", "the runner exits 1 when the call raised"
-
-
-def exit_hard(code: int) -> None:
-    os._exit(code)
-
-
-def test_exit_code_reaches_job_failed_error(sge):
-    fn = cluster(profile=sge)(exit_hard)
-    future = fn.submit(3)
-    with pytest.raises(JobFailedError) as info:
-        future.result(timeout=120)
-    assert (info.value.exit_code, info.value.state) == (3, JobState.FAILED)
-    assert qacct(fn, future.job_id)["exit_status"] == "3"
 
 
 def test_error_state_ends_the_job_with_sges_reason_instead_of_waiting(sge, tmp_path):
@@ -412,6 +335,11 @@ def test_error_state_ends_the_job_with_sges_reason_instead_of_waiting(sge, tmp_p
     assert info.value.state is JobState.FAILED
     assert f"can't chdir to {missing}" in info.value.reason
     assert not qstat_lists(fn, future.job_id), "the job in error state was deleted"
+
+
+def test_exit_code_reaches_job_failed_error(sge):
+    fn, future = batch_cases.an_exit_code_reaches_job_failed_error(sge)
+    assert qacct(fn, future.job_id)["exit_status"] == "3"
 
 
 def test_cancel_of_a_running_job(sge):
@@ -482,17 +410,6 @@ def slow(x, seconds: float = 3.0):
     return x
 
 
-def broken(seconds: float = 2.0):
-    time.sleep(seconds)
-    raise ValueError("upstream broke")
-
-
-def touch(value, path=None):
-    if path:
-        Path(path).write_text("ran")
-    return value
-
-
 def test_future_argument_waits_held_and_passes_its_value(sge):
     upstream = cluster(profile=sge)(slow).submit([1, 2, 3])
     fn = cluster(profile=sge)(touch)
@@ -534,38 +451,11 @@ def test_failed_upstream_cancels_dependants_which_never_run(sge, tmp_path):
 # -- monitoring: one qstat per poll ---------------------------------------------------------------------
 
 
-def nap(x):
-    time.sleep(2)
-    return x
-
-
 def test_one_qstat_per_poll_and_qacct_once_per_array_end(sge):
-    fn = cluster(profile=sge, poll_interval=0.5, poll_interval_max=1.0)(nap)
-    session = fn.session()
-    per_poll: list[dict[str, int]] = []
-    current: dict[str, int] = {}
-    real_run, real_poll = session.transport.run, session.backend.poll
+    def query(argv: list[str]) -> str | None:
+        return argv[0] if argv[0] in ("qstat", "qacct") else None
 
-    def counting_run(argv, **kwargs):
-        if argv[0] in ("qstat", "qacct"):
-            current[argv[0]] = current.get(argv[0], 0) + 1
-        return real_run(argv, **kwargs)
-
-    def counting_poll(job_ids):
-        current.clear()
-        statuses = real_poll(job_ids)
-        per_poll.append(dict(current))
-        return statuses
-
-    session.transport.run = counting_run
-    session.backend.poll = counting_poll
-    try:
-        futures = fn.map(range(8))
-        assert [f.result(timeout=300) for f in futures] == list(range(8))
-    finally:
-        del session.transport.run
-        del session.backend.poll
-    assert len(per_poll) >= 3
+    per_poll = batch_cases.scheduler_commands_per_poll(sge, query, lambda fn: fn.map(range(8)))
     # At most one of each (none once every worker of the map is known to have ended).
     assert max(counts.get("qstat", 0) for counts in per_poll) == 1, per_poll
     assert max(counts.get("qacct", 0) for counts in per_poll) <= 1, per_poll
@@ -592,31 +482,23 @@ def test_states_seen_by_the_monitor_match_qstat(sge, tmp_path):
 
 def report_env():
     time.sleep(3)  # longer than the h_rt=1 a hostile value tries to set
-    return os.environ["X"], os.environ["JOB_NAME"], os.environ["QUEUE"], sys.argv[1:]
+    return os.environ["X"], sys.argv[1:], os.environ["JOB_NAME"], os.environ["QUEUE"]
 
 
 def test_hostile_names_env_values_and_paths_reach_sge_jobs_byte_exact(sge, tmp_path, monkeypatch):
-    tag = uuid.uuid4().hex
-    markers = [f"/tmp/cx-sge-pwned-{tag}-{i}" for i in range(4)]
     # A "#$" at the start of any script line is a directive to qsub, even inside a quoted value.
-    value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n#$ -l h_rt=1\n#$ -q short.q\n %j ${{PATH}}"
-    workdir = f"{profile_table(sge)['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j #h {tag}"
-    use_variant(tmp_path, monkeypatch, sge, "hostile", workdir=workdir)
-    name = f"9a;b$(touch {markers[3]})\n#$ -q short.q"
-    fn = cluster(profile="hostile", name=name, env={"X": value})(report_env)
-    try:
-        future = fn.submit()
-        got, job_name, queue, job_dirs = future.result(timeout=120)
-        assert got == value
+    with batch_cases.a_hostile_job(
+        sge,
+        tmp_path,
+        monkeypatch,
+        report_env,
+        value_tail="#$ -l h_rt=1\n#$ -q short.q\n %j ${PATH}",
+        workdir_tail=" #h ",
+        name="9a;b$(touch {marker})\n#$ -q short.q",
+    ) as (fn, future, (job_name, queue), name):
         assert job_name == "_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name), "sanitised, and no leading digit"
         assert queue == "all.q", "no directive of a hostile value reached qsub"
-        assert job_dirs[0].startswith(workdir + "/")
         assert "h_rt" not in qacct(fn, future.job_id)["category"]
-        batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
-        assert [f.result(timeout=120) for f in batch] == [4, 6]
-        assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
-    finally:
-        fn.session().transport.remove_tree(workdir)
 
 
 @pytest.mark.parametrize("bad", ["$HOME/x", "a:b", "a,b", "$JOB_ID", "line\nbreak"])
@@ -641,41 +523,18 @@ def test_workdirs_sge_would_rewrite_are_refused_before_anything_is_written(sge, 
     ],
 )
 def test_hostile_directive_values_are_refused_before_anything_reaches_sge(sge, tmp_path, key, value):
-    marker = tmp_path / "pwned"
-
-    # Some are refused at decoration, the rest (setup, python) when the script is rendered.
-    with pytest.raises(ConfigError, match=key if key != "env" else "environment variable name"):
-        cluster(profile=sge, workdir=str(tmp_path / "jobs"), **{key: with_marker(value, marker)})(add)(1, 2)
-    assert not marker.exists()
-    assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
+    batch_cases.a_hostile_value_is_refused_before_anything_reaches_the_scheduler(sge, tmp_path, key, value)
 
 
 # -- over SSH, from a login node -------------------------------------------------------------------------
 
 
-def whoami() -> tuple[str, str]:
-    import getpass
-
-    return getpass.getuser(), os.environ["JOB_ID"]
-
-
 def test_sge_over_ssh(cluster_profile, tmp_path, monkeypatch):
     cluster_profile("ssh-local")
     cluster_profile("sge")
-    ssh = profile_table("ssh-local")
-    use_variant(
-        tmp_path,
-        monkeypatch,
-        "sge",
-        "sge-ssh",
-        **{key: ssh[key] for key in ("host", "port", "user", "identity_file", "known_hosts", "python")},
-        workdir="/home/cxuser/sge-jobs",
+    fn, future = batch_cases.runs_over_ssh_as_the_hosts_user(
+        "sge", tmp_path, monkeypatch, "/home/cxuser/sge-jobs", "JOB_ID"
     )
-    assert cluster(profile="sge-ssh")(add)(10, 32) == 42
-    fn = cluster(profile="sge-ssh")(whoami)
-    future = fn.submit()
-    user, job_id = future.result(timeout=120)
-    assert (user, job_id) == ("cxuser", future.job_id)
     assert qacct(fn, future.job_id)["owner"] == "cxuser"
     futures = cluster(profile="sge-ssh")(add).map(range(3), range(3))
     assert [f.result(timeout=120) for f in futures] == [0, 2, 4]

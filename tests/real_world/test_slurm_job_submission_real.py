@@ -26,19 +26,14 @@ from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
 from clustrix.environment import main_port
 from clustrix.errors import ConfigError, JobOutOfMemoryError, JobTimeoutError, SubmissionError
-from tests import checkpoint_cases
-from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for, with_marker
+from tests import batch_cases, checkpoint_cases
+from tests.batch_cases import add, batch_dirs, exit_hard, sleep_for, touch
+from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for
 
 pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("slurm")]
 
 # Job functions travel by value: the ssh test runs them as another user with another interpreter.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
-    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
 
 
 @pytest.fixture
@@ -67,10 +62,6 @@ def settled_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
         60,
         f"Slurm to finish completing job {job_id}",
     )
-
-
-def add(x: int, y: int) -> int:
-    return x + y
 
 
 def slurm_env() -> dict[str, str]:
@@ -166,48 +157,18 @@ def test_file_io_on_the_node(slurm, tmp_path):
 # -- how jobs end ---------------------------------------------------------------------------------
 
 
-class PayloadError(ValueError):
-    pass
-
-
-def raise_payload_error(n: int) -> None:
-    raise PayloadError(f"bad payload {n}")
-
-
 def test_exception_type_round_trips_with_remote_traceback(slurm):
-    fn = cluster(profile=slurm)(raise_payload_error)
-    with pytest.raises(PayloadError, match="bad payload 7") as info:
-        fn(7)
-    assert "raise_payload_error" in info.value.remote_traceback
-    assert any("Remote traceback" in note for note in info.value.__notes__)
-
-
-def exit_hard(code: int) -> None:
-    os._exit(code)
+    fn, future = batch_cases.an_exception_comes_back_with_its_type_and_remote_traceback(slurm)
+    assert scontrol_job(fn, future.job_id)["ExitCode"] == "1:0", "the runner exits 1 when the call raised"
 
 
 def test_exit_code_reaches_job_failed_error(slurm):
-    fn = cluster(profile=slurm)(exit_hard)
-    future = fn.submit(3)
-    with pytest.raises(JobFailedError) as info:
-        future.result(timeout=60)
-    assert info.value.exit_code == 3
-    assert info.value.state is JobState.FAILED
+    fn, future = batch_cases.an_exit_code_reaches_job_failed_error(slurm)
     assert scontrol_job(fn, future.job_id)["ExitCode"] == "3:0"
 
 
-def eat_memory(megabytes: int) -> int:
-    hog = b"x" * (megabytes * 1024**2)
-    time.sleep(30)
-    return len(hog)
-
-
 def test_memory_limit_kill_is_out_of_memory(slurm):
-    fn = cluster(profile=slurm, memory="100MB")(eat_memory)
-    future = fn.submit(600)
-    with pytest.raises(JobOutOfMemoryError) as info:
-        future.result(timeout=120)
-    assert info.value.state is JobState.OUT_OF_MEMORY
+    fn, future, _ = batch_cases.a_call_over_its_memory_is_out_of_memory(slurm, "100MB", 600)
     # Slurm main enforces memory with cgroups, as sites do: the kernel kills at the limit.
     assert settled_job(fn, future.job_id)["JobState"] == "OUT_OF_MEMORY"
 
@@ -233,18 +194,9 @@ def test_a_map_call_over_the_clusters_default_memory_is_out_of_memory(slurm):
     assert futures[1].result(timeout=120) == 1024**2
 
 
-def sleep_for(seconds: float) -> str:
-    time.sleep(seconds)
-    return "woke"
-
-
 @pytest.mark.expensive
 def test_time_limit_is_job_timeout_error(slurm):
-    fn = cluster(profile=slurm, time="00:01:00")(sleep_for)
-    future = fn.submit(300)
-    with pytest.raises(JobTimeoutError) as info:
-        future.result(timeout=200)
-    assert info.value.state is JobState.TIMEOUT
+    fn, future, _ = batch_cases.a_call_over_its_time_limit_is_a_timeout(slurm, "00:01:00", 200)
     assert settled_job(fn, future.job_id)["JobState"] == "TIMEOUT"
 
 
@@ -305,20 +257,8 @@ def test_cancel_ends_the_job_in_slurm(slurm):
 # -- cores, partitions, arrays ---------------------------------------------------------------------
 
 
-def timed_pid(seconds: float) -> tuple[int, float, float]:
-    start = time.time()
-    time.sleep(seconds)
-    return os.getpid(), start, time.time()
-
-
-def fan_out() -> list[tuple[int, float, float]]:
-    return clustrix.pmap(timed_pid, [1.5, 1.5])
-
-
 def test_parallel_pmap_uses_the_allocated_cores(slurm):
-    (pid_a, start_a, end_a), (pid_b, start_b, end_b) = cluster(profile=slurm, cores=2, parallel=True)(fan_out)()
-    assert pid_a != pid_b
-    assert start_a < end_b and start_b < end_a, "the two iterations did not overlap"
+    batch_cases.pmap_runs_on_the_allocated_cores_at_once(slurm)
 
 
 def test_partition_long(slurm):
@@ -332,24 +272,10 @@ def task_identity(x: int) -> tuple[int, str, str]:
     return x * x, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
 
 
-def batch_dirs(fn: ClusterFunction) -> set[str]:
-    backend = fn.session().backend
-    out = backend.transport.run(["sh", "-c", 'ls -d "$1"/batch-* 2>/dev/null || true', "sh", backend.workdir])
-    return set(out.stdout.split())
-
-
 def test_map_of_20_is_one_array_of_workers(slurm):
-    fn = cluster(profile=slurm)(task_identity)
-    before = batch_dirs(fn)
-    futures = fn.map(range(20))
-    results = [f.result(timeout=120) for f in futures]
-    assert batch_dirs(fn) == before, "the array's batch directory is cleaned once all its jobs succeeded"
-    assert [r[0] for r in results] == [x * x for x in range(20)]
-    array_ids = {f.job_id.split("#")[0] for f in futures}
-    assert len(array_ids) == 1
-    assert {r[1] for r in results} == array_ids
-    (array_id,) = array_ids
-    assert [f.job_id for f in futures] == [f"{array_id}#{i}" for i in range(20)]
+    variables = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+    fn, futures, results = batch_cases.a_map_is_one_array_of_workers(slurm, 20, variables)
+    assert {r[1] for r in results} == {futures[0].job_id.split("#")[0]}, "the array's id is the calls' prefix"
     # Each call knows the worker task it ran in, as the scheduler names it (the validator asks Slurm about it).
     backend = fn.session().backend
     assert [backend.scheduler_job(f.job_id) for f in futures] == [f"{r[1]}_{r[2]}" for r in results]
@@ -644,30 +570,12 @@ def test_a_map_of_multi_task_calls_runs_each_as_its_own_job(cluster_profile):
     assert all(scontrol_job(fn, future.job_id)["NumNodes"] == "2" for future in futures)
 
 
-def whoami() -> tuple[str, int]:
-    import getpass
-
-    return getpass.getuser(), int(os.environ["SLURM_JOB_ID"])
-
-
 def test_slurm_over_ssh(cluster_profile, tmp_path, monkeypatch):
     cluster_profile("ssh-local")
     cluster_profile("slurm")
-    ssh = profile_table("ssh-local")
-    use_variant(
-        tmp_path,
-        monkeypatch,
-        "slurm",
-        "slurm-ssh",
-        **{key: ssh[key] for key in ("host", "port", "user", "identity_file", "known_hosts", "python")},
-        workdir="/home/cxuser/slurm-jobs",
+    fn, future = batch_cases.runs_over_ssh_as_the_hosts_user(
+        "slurm", tmp_path, monkeypatch, "/home/cxuser/slurm-jobs", "SLURM_JOB_ID"
     )
-    assert cluster(profile="slurm-ssh")(add)(10, 32) == 42
-    fn = cluster(profile="slurm-ssh")(whoami)
-    future = fn.submit()
-    user, job_id = future.result(timeout=60)
-    assert user == "cxuser"
-    assert str(job_id) == future.job_id
     assert scontrol_job(fn, future.job_id)["UserId"].startswith("cxuser(")
 
 
@@ -691,24 +599,16 @@ def test_static_chunks_past_max_array_size_split_into_arrays(cluster_profile):
 # -- the validator, with Slurm's own view ----------------------------------------------------------
 
 
-def hold_memory(megabytes: int) -> int:
-    block = bytearray(megabytes * 1024**2)
-    time.sleep(3)  # long enough for Slurm's accounting to sample the step (JobAcctGatherFrequency=2)
-    return len(block)
-
-
 @pytest.mark.parametrize(("profile", "source"), [("slurm", "sacct"), ("slurm-noacct", "runner")])
 def test_validator_sees_what_slurm_allocated_and_accounted(cluster_profile, cluster_validator, profile, source):
-    job = cluster(profile=cluster_profile(profile), cores=2, memory="400MB", time="00:05:00", partition="debug")
-    result = cluster_validator.validate(job(hold_memory).submit(50), expected_value=50 * 1024**2)
-    assert result.passed, result.summary()
-    checks = {c.name: c for c in result.checks}
-    assert checks["allocated cores"].actual == 2
-    assert checks["allocated memory"].actual == 400 * 1024**2
-    assert checks["allocated time limit"].actual == 300
-    assert checks["queue"].actual == "debug"
+    # The job holds its memory 3 s: long enough for Slurm's accounting to sample the step
+    # (JobAcctGatherFrequency=2).
+    result = batch_cases.the_validator_sees_what_was_allocated(
+        cluster_validator, cluster_profile(profile), "debug", memory="400MB"
+    )
+    assert {c.name: c for c in result.checks}["allocated memory"].actual == 400 * 1024**2
     metrics = result.metrics
-    assert metrics.source == source and metrics.exit_code == 0
+    assert metrics.source == source
     assert metrics.started_at <= metrics.ended_at and metrics.run_time >= 3
     assert metrics.peak_memory is not None and metrics.peak_memory >= 50 * 1024**2
     if source == "sacct":
@@ -721,17 +621,6 @@ def test_validator_sees_what_slurm_allocated_and_accounted(cluster_profile, clus
 def slow(x, seconds: float = 2.0):
     time.sleep(seconds)
     return x
-
-
-def broken(seconds: float = 2.0):
-    time.sleep(seconds)
-    raise ValueError("upstream broke")
-
-
-def touch(value, path=None):
-    if path:
-        Path(path).write_text("ran")
-    return value
 
 
 @pytest.mark.parametrize("profile", ["slurm", "slurm-noacct"])
@@ -775,15 +664,9 @@ def test_failed_upstream_cancels_dependants_instead_of_leaving_them_pending(clus
     # slurm-noacct has no DependencyParameters=kill_invalid_depend, like most sites: the job's
     # own --kill-on-invalid-dep must end it.
     name = cluster_profile(profile)
-    upstream = cluster(profile=name)(broken).submit()
-    marker = tmp_path / "ran"
-    downstream = cluster(profile=name)(touch).submit(upstream, str(marker))
-    with pytest.raises(clustrix.DependencyFailedError, match=f"job {upstream.job_id} it depends on ended FAILED"):
-        downstream.result(timeout=300)
-    assert downstream.state is JobState.CANCELLED
+    _, downstream = batch_cases.a_failed_upstream_cancels_its_dependant(name, tmp_path)
     record = scontrol_job(cluster(profile=name)(touch), downstream.job_id)
     assert (record["JobState"], record["Reason"]) == ("CANCELLED", "DependencyNeverSatisfied")
-    assert not marker.exists()
 
 
 def test_ctrl_c_while_waiting_cancels_the_slurm_job(slurm, tmp_path):
@@ -842,44 +725,15 @@ def test_jobs_slurm_forgot_are_resolved_from_the_runners_own_record(cluster_prof
     assert info.value.state is JobState.UNKNOWN, "a vanished job without a result is never called completed"
 
 
-def nap(x):
-    time.sleep(2)
-    return x
-
-
 @pytest.mark.parametrize("profile", ["slurm", "slurm-noacct"])
 def test_one_scheduler_query_per_poll_for_many_jobs(cluster_profile, profile):
-    fn = cluster(profile=cluster_profile(profile), poll_interval=0.5, poll_interval_max=1.0)(nap)
-    session = fn.session()
-    queries_per_poll: list[int] = []
-    real_run = session.transport.run
-    current = {"count": 0}
+    def query(argv: list[str]) -> str | None:
+        return "query" if argv[0] in ("sacct", "squeue", "scontrol") and argv[1:3] != ["show", "config"] else None
 
-    def counting_run(argv, **kwargs):
-        if argv[0] in ("sacct", "squeue", "scontrol") and argv[1:3] != ["show", "config"]:
-            current["count"] += 1
-        return real_run(argv, **kwargs)
-
-    real_poll = session.backend.poll
-
-    def counting_poll(job_ids):
-        current["count"] = 0
-        statuses = real_poll(job_ids)
-        queries_per_poll.append(current["count"])
-        return statuses
-
-    session.transport.run = counting_run
-    session.backend.poll = counting_poll
-    try:
-        futures = fn.map(range(12))
-        assert [f.result(timeout=300) for f in futures] == list(range(12))
-    finally:
-        del session.transport.run
-        del session.backend.poll
-    assert len(queries_per_poll) >= 3
+    per_poll = batch_cases.scheduler_commands_per_poll(cluster_profile(profile), query, lambda fn: fn.map(range(12)))
     # However many tasks: sacct, then squeue for tasks accounting has not recorded yet, then one
     # scontrol for the array's exit codes; without accounting, squeue and that scontrol.
-    assert max(queries_per_poll) <= (3 if profile == "slurm" else 2), queries_per_poll
+    assert max(counts.get("query", 0) for counts in per_poll) <= (3 if profile == "slurm" else 2), per_poll
 
 
 def span(x):
@@ -906,22 +760,16 @@ def report_env():
 
 
 def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, tmp_path, monkeypatch):
-    tag = uuid.uuid4().hex
-    markers = [f"/tmp/cx-slurm-pwned-{tag}-{i}" for i in range(4)]
-    value = f"$(touch {markers[0]}); `touch {markers[1]}`; ' \" \\n \n %j %A ${{PATH}}"
-    workdir = f"{profile_table(slurm)['workdir']}/cx work 'q' \"dq\" $(touch {markers[2]}) `x` %j %A {tag}"
-    use_variant(tmp_path, monkeypatch, slurm, "hostile", workdir=workdir)
-    fn = cluster(profile="hostile", name=f"a;b$(touch {markers[3]})\n#SBATCH --wrap=x", env={"X": value})(report_env)
-    try:
-        got, job_dirs = fn()
-        assert got == value
-        assert job_dirs[0].startswith(workdir + "/")
-        batch = cluster(profile="hostile", env={"X": value})(add).map([1, 2], [3, 4])
-        results = [f.result(timeout=120) for f in batch]
-        assert results == [4, 6]
-        assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
-    finally:
-        fn.session().transport.remove_tree(workdir)
+    with batch_cases.a_hostile_job(
+        slurm,
+        tmp_path,
+        monkeypatch,
+        report_env,
+        value_tail=" %j %A ${PATH}",
+        workdir_tail=" %A ",
+        name="a;b$(touch {marker})\n#SBATCH --wrap=x",
+    ):
+        pass
 
 
 @pytest.mark.parametrize(
@@ -936,14 +784,7 @@ def test_hostile_names_env_values_and_paths_reach_slurm_jobs_byte_exact(slurm, t
     ],
 )
 def test_hostile_directive_values_are_refused_before_anything_reaches_slurm(slurm, tmp_path, key, value):
-    """A newline in a directive's value would write a shell line into the script (and drop every
-    #SBATCH line after it): each such value is a ConfigError naming its key, and nothing runs."""
-    marker = tmp_path / "pwned"
-
-    with pytest.raises(clustrix.ConfigError, match=key if key != "env" else "environment variable name"):
-        cluster(profile=slurm, workdir=str(tmp_path / "jobs"), **{key: with_marker(value, marker)})(add)(1, 2)
-    assert not marker.exists()
-    assert not (tmp_path / "jobs").exists() or list((tmp_path / "jobs").iterdir()) == []
+    batch_cases.a_hostile_value_is_refused_before_anything_reaches_the_scheduler(slurm, tmp_path, key, value)
 
 
 # -- a scheduler that is down ------------------------------------------------------------------------

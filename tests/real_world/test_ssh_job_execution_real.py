@@ -46,12 +46,6 @@ TEST_USER = "cxuser"
 RESTART_SSHD_LOCAL = Path(__file__).resolve().parents[1] / "clusters" / "restart-sshd-local"
 
 
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
-    monkeypatch.delenv("CLUSTRIX_PROFILE", raising=False)
-
-
 @pytest.fixture(params=HOSTS)
 def host(request: pytest.FixtureRequest, cluster_profile) -> str:
     return cluster_profile(request.param)

@@ -6,8 +6,6 @@ with another user and interpreter, so the job functions travel by value.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cloudpickle
 import pytest
 
@@ -18,11 +16,6 @@ pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("ssh")]
 cloudpickle.register_pickle_by_value(worker_cases)
 
 HOSTS = ["ssh-local", "ssh-remote"]
-
-
-@pytest.fixture(autouse=True)
-def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLUSTRIX_JOURNAL", str(tmp_path / "journal.jsonl"))
 
 
 @pytest.mark.parametrize("host", HOSTS)

@@ -183,10 +183,11 @@ class _Link:
             self._connection = self._open()
             return self._connection
 
-    def drop(self, conn: fabric.Connection) -> None:
-        """Forget ``conn`` after a failure on it, unless another thread has already replaced it."""
+    def drop(self, conn: fabric.Connection, error: BaseException) -> None:
+        """Forget ``conn`` after ``error`` on it, unless another thread has already replaced it."""
         with self._lock:
             if self._connection is conn:
+                self._log.warning("ssh connection dropped, reconnecting", error=_words(error))
                 self._connection = None
                 _close_quietly(conn)
 
@@ -212,7 +213,7 @@ class _Link:
                 if conn.is_connected and not isinstance(exc, TimeoutError):
                     raise BackendUnavailableError(f"{self.endpoint.where}: {what}: {_words(exc)}") from exc
                 # Dead, or silent past the timeout (the SFTP session cannot be trusted after a lost reply).
-                self.drop(conn)
+                self.drop(conn, exc)
                 if attempt == 2:
                     raise BackendUnavailableError(
                         f"{self.endpoint.where}: {what}: the connection dropped twice: {_words(exc)}"
@@ -231,7 +232,7 @@ class _Link:
                     f"{self.endpoint.where}: the server refused an SSH channel: {_words(exc)}"
                 ) from exc
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                self.drop(conn)
+                self.drop(conn, exc)
                 if attempt == 2:
                     raise BackendUnavailableError(
                         f"{self.endpoint.where}: cannot open an SSH channel: {_words(exc)}"
