@@ -298,6 +298,20 @@ def test_map_over_fifty_items_on_one_connection(host):
     assert before and our_connections(address, port) == before
 
 
+def test_commands_that_end_at_once_never_drop_the_connection(host):
+    # A command that ends before the client's EOF reached its channel made OpenSSH drop the whole
+    # connection ("ieof packet referred to nonexistent channel"): every job's files and polls
+    # with it. Hundreds of such commands from several threads, as polls and collectors run them.
+    t = transport(host)
+    assert t.run(["true"]).ok
+    address, port = profile_table(host)["host"], profile_table(host)["port"]
+    before = our_connections(address, port)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: t.run(["true"]).returncode, range(400)))
+    assert codes == [0] * 400
+    assert before and our_connections(address, port) == before
+
+
 def test_pmap_inside_a_job_runs_iterations_at_once_in_separate_processes(host):
     @cluster(profile=host, cores=2, parallel=True)
     def fan_out():

@@ -390,10 +390,18 @@ class SSHTransport(Transport):
         channel = self._link.open_session()
         deadline = time.monotonic() + timeout
         try:
-            channel.exec_command(command)
             if input:
+                # A command given input reads it to this EOF before it can end (see below).
+                channel.exec_command(command)
                 channel.sendall(input)
-            channel.shutdown_write()
+                channel.shutdown_write()
+            else:
+                # No EOF of ours on the channel: paramiko sends a shutdown's EOF outside the
+                # channel's lock, so for a command that has already ended it can follow the
+                # CLOSE its transport thread sent meanwhile, and OpenSSH drops the whole
+                # connection for an EOF on a channel it has freed ("ieof packet referred to
+                # nonexistent channel"). The command's stdin is /dev/null instead.
+                channel.exec_command(f"{command} </dev/null")
             stdout, stderr = _collect(channel, deadline)
             if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError
