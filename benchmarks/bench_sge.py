@@ -35,6 +35,7 @@ from pathlib import Path
 from timing import median_seconds, timed
 
 from clustrix import cluster
+from clustrix.api import ClusterFunction
 
 PROFILE = "sge"
 MARKER_POLL = 0.05
@@ -118,7 +119,12 @@ def main(n: int, calls: int) -> None:
     row("raw qsub until qstat no longer lists it", f"{gone * 1000:6.0f} ms", "(SGE reports an end ~1 s late)")
     call = median_seconds(lambda: fn(1), n)
     row("clustrix", f"{call * 1000:6.0f} ms", f"{call / floor:.2f}x floor, {call / gone:.2f}x qstat's view")
+    if calls:
+        many_calls(fn, scratch, queue, calls)
+    shutil.rmtree(scratch, ignore_errors=True)
 
+
+def many_calls(fn: ClusterFunction, scratch: Path, queue: str, calls: int) -> None:
     print(f"{calls} trivial calls, total:")
     expected = [trivial(x) for x in range(calls)]
     array_floor, _ = timed(lambda: raw_qsub(scratch, queue, calls))
@@ -137,13 +143,12 @@ def main(n: int, calls: int) -> None:
     others = set().union(*per_poll) - {"qstat", "qacct"}
     if others:
         row("other commands", ", ".join(f"{c} {sum(p[c] for p in per_poll)}" for c in sorted(others)))
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, help="single calls per median (default 10, quick 3)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--calls", type=int, default=100, help="calls in the many-calls comparison")
+    parser.add_argument("--calls", type=int, default=100, help="calls in the many-calls comparison (0: none)")
     args = parser.parse_args()
     main(args.n or (3 if args.quick else 10), args.calls)
