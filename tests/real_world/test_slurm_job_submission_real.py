@@ -55,10 +55,11 @@ def scontrol_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
 
 
 def settled_job(fn: ClusterFunction, job_id: str) -> dict[str, str]:
-    """``scontrol_job`` once the job is past COMPLETING (its processes reaped and its cgroup removed:
-    seconds on a busy node, after the client has seen the end)."""
+    """``scontrol_job`` once Slurm has ended the job: past RUNNING (the client collects a call as
+    soon as its runner returned, before slurmd reports the end) and past COMPLETING (its processes
+    reaped and its cgroup removed: seconds on a busy node)."""
     return wait_for(
-        lambda: (record := scontrol_job(fn, job_id))["JobState"] != "COMPLETING" and record,
+        lambda: (record := scontrol_job(fn, job_id))["JobState"] not in ("RUNNING", "COMPLETING") and record,
         60,
         f"Slurm to finish completing job {job_id}",
     )
@@ -159,12 +160,12 @@ def test_file_io_on_the_node(slurm, tmp_path):
 
 def test_exception_type_round_trips_with_remote_traceback(slurm):
     fn, future = batch_cases.an_exception_comes_back_with_its_type_and_remote_traceback(slurm)
-    assert scontrol_job(fn, future.job_id)["ExitCode"] == "1:0", "the runner exits 1 when the call raised"
+    assert settled_job(fn, future.job_id)["ExitCode"] == "1:0", "the runner exits 1 when the call raised"
 
 
 def test_exit_code_reaches_job_failed_error(slurm):
     fn, future = batch_cases.an_exit_code_reaches_job_failed_error(slurm)
-    assert scontrol_job(fn, future.job_id)["ExitCode"] == "3:0"
+    assert settled_job(fn, future.job_id)["ExitCode"] == "3:0"
 
 
 def test_memory_limit_kill_is_out_of_memory(slurm):
