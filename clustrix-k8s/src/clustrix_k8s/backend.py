@@ -555,6 +555,10 @@ class KubernetesBackend(Backend):
         with self._lock:
             tracked = self._tracked[name]
         try:
+            final = self._read_end_again(name, tracked, final)
+        except Exception as exc:  # noqa: BLE001 - the end as first seen still stands
+            self._log.warning("could not read the pod's end", job_id=name, error=f"{type(exc).__name__}: {exc}")
+        try:
             final = self._fetch_files(tracked, final)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must still end
             self._log.warning("could not read the job's log", job_id=name, error=f"{type(exc).__name__}: {exc}")
@@ -598,13 +602,27 @@ class KubernetesBackend(Backend):
                     if code == 404:
                         break
 
+    def _read_end_again(self, name: str, tracked: Tracked, final: JobStatus) -> JobStatus:
+        """The Job's end can reach the watch before its pod's: then the end was read without the
+        container's exit code or its OOMKilled. Once the pod has ended too, it is read again."""
+        pod = tracked.final_pod
+        if pod is None or final.state in (JobState.CANCELLED, JobState.TIMEOUT) or status.terminated(pod):
+            return final
+        if status.container_status(pod) is None or not status.ended(tracked.final_job):
+            # The container never started, or this client gave up on a Job that has not ended
+            # (a container that cannot start): there is no end of the pod's to wait for.
+            return final
+        pod = self._settled_pod(pod)
+        tracked.final_pod = pod
+        with self._lock:
+            pods = [p for p in self._current(name)[1] if p["metadata"]["name"] != pod["metadata"]["name"]]
+        again = status.job_status(tracked.final_job, [*pods, pod], cancelled=tracked.cancelled)
+        return again if again.state.finished else final
+
     def _fetch_files(self, tracked: Tracked, final: JobStatus) -> JobStatus:
         pod = tracked.final_pod
         if pod is None or final.state is JobState.CANCELLED or status.container_status(pod) is None:
             return final  # the container never started, or is gone with its Job: there is no log
-        if final.state is not JobState.TIMEOUT:
-            pod = self._settled_pod(pod)
-            tracked.final_pod = pod
         pod_name = pod["metadata"]["name"]
         code, data = self.api.request(
             "read log",
