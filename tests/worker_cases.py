@@ -1,4 +1,4 @@
-"""What workers that claim calls must do on the process backends, written once for ``local`` and ``ssh``.
+"""What workers that claim calls must do, written once for every backend that runs them.
 
 Each case takes a profile name and checks what really happened: which worker ran each
 call (its own ``CLUSTRIX_JOB_ID``), what a call over its limit raised, which results
@@ -8,13 +8,18 @@ survived workers killed with SIGKILL on the host.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
+import cloudpickle
 import pytest
 
 from clustrix import cluster
-from clustrix.errors import JobOutOfMemoryError, JobTimeoutError, NodeFailureError
+from clustrix.errors import ClustrixError, JobOutOfMemoryError, JobTimeoutError, NodeFailureError
 from tests.conftest import wait_for
+
+# Cases travel by value: a cluster's Python cannot import this checkout's tests.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def square_where(x: int) -> tuple[int, str]:
@@ -35,6 +40,45 @@ def a_map_is_drained_by_as_many_workers_as_the_cores_hold(profile: str) -> None:
     cores = fn.session().backend.cores
     assert 1 <= len(used) <= cores, f"{len(used)} workers on {cores} cores: {sorted(used)}"
     assert all(":w0-" in worker for worker in used), used
+
+
+def import_then(crash: bool) -> tuple[int, str, bool]:
+    """This call's process and worker, and whether an earlier call of that process imported ``colorsys``
+    (nothing of clustrix's does); ``crash``: end the process without a word instead."""
+    import sys
+
+    warm = "colorsys" in sys.modules
+    import colorsys  # noqa: F401
+
+    if crash:
+        os._exit(7)
+    time.sleep(0.3)  # every worker keeps claiming until the map is drained, the one that met the crash too
+    return os.getpid(), os.environ["CLUSTRIX_JOB_ID"], warm
+
+
+def a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(profile: str) -> None:
+    fn = cluster(profile=profile, cores=1)(import_then)
+    crash = 4
+    futures = fn.map([i == crash for i in range(12)])
+    with pytest.raises(ClustrixError, match="exit code 7"):
+        futures[crash].result(timeout=120)
+    crashed_in = fn.session().backend.pool.scheduler_job(futures[crash].job_id)
+    runs = {i: f.result(timeout=120) for i, f in enumerate(futures) if i != crash}
+    by_worker: dict[str, list[tuple[int, int, bool]]] = {}
+    for i, (pid, worker, warm) in sorted(runs.items()):
+        by_worker.setdefault(worker, []).append((i, pid, warm))
+    assert crashed_in in by_worker, f"the worker that met the crash ran the calls it claimed next: {by_worker}"
+    for worker, calls in by_worker.items():
+        # A worker claims in index order. One process ran its calls; in the worker that met the
+        # crash, one before it and a new one after it. Each process's first call imported colorsys.
+        before = {pid for i, pid, _ in calls if i < crash}
+        after = {pid for i, pid, _ in calls if i > crash}
+        assert len(before) <= 1 and len(after) == 1, (worker, calls)
+        assert before.isdisjoint(after) if worker == crashed_in else not before or before == after, (worker, calls)
+        first_of: dict[int, int] = {}
+        for i, pid, warm in calls:
+            assert warm == (pid in first_of), f"call {i} in process {pid} of {worker}: warm={warm}"
+            first_of.setdefault(pid, i)
 
 
 def a_call_over_its_time_limit_fails_alone(profile: str) -> None:

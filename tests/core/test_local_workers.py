@@ -12,6 +12,10 @@ def test_a_map_is_drained_by_as_many_workers_as_the_cores_hold(local_profile):
     worker_cases.a_map_is_drained_by_as_many_workers_as_the_cores_hold(local_profile())
 
 
+def test_a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(local_profile):
+    worker_cases.a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(local_profile())
+
+
 def test_a_call_over_its_time_limit_fails_alone(local_profile):
     worker_cases.a_call_over_its_time_limit_fails_alone(local_profile())
 

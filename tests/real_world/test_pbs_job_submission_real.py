@@ -37,7 +37,7 @@ from clustrix.errors import (
     JobCancelledError,
     SubmissionError,
 )
-from tests import batch_cases
+from tests import batch_cases, worker_cases
 from tests.batch_cases import add, sleep_for, timed_pid, touch
 from tests.conftest import kill_workers_mid_map, on_each_cluster, profile_table, use_variant, wait_for
 from tests.real_world.test_faults_real import client
@@ -270,6 +270,10 @@ def task_identity(x: int) -> tuple[int, str, str, str, str]:
 
 def batch_dirs(fn: ClusterFunction) -> set[str]:
     return {d for d in job_dirs(fn) if d.startswith("batch-")}
+
+
+def test_a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(pbs):
+    worker_cases.a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(pbs)
 
 
 def test_map_of_20_is_one_array_of_workers(pbs):

@@ -31,7 +31,7 @@ from clustrix.errors import (
 )
 from clustrix.session import ClusterSession
 from clustrix_sge import parse
-from tests import batch_cases, checkpoint_cases
+from tests import batch_cases, checkpoint_cases, worker_cases
 from tests.batch_cases import add, broken, sleep_for, touch
 from tests.conftest import use_variant, wait_for
 
@@ -178,6 +178,10 @@ def test_qsub_refusal_is_submission_error_in_sges_words(sge):
 
 def task_identity(x: int) -> tuple[int, str, str]:
     return x * x, os.environ["JOB_ID"], os.environ["SGE_TASK_ID"]
+
+
+def test_a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(sge):
+    worker_cases.a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(sge)
 
 
 def test_map_of_12_is_one_array_of_workers(sge):

@@ -26,7 +26,7 @@ from clustrix import JobFailedError, JobState, cluster
 from clustrix.api import ClusterFunction
 from clustrix.environment import main_port
 from clustrix.errors import ConfigError, JobOutOfMemoryError, JobTimeoutError, SubmissionError
-from tests import batch_cases, checkpoint_cases
+from tests import batch_cases, checkpoint_cases, worker_cases
 from tests.batch_cases import add, batch_dirs, exit_hard, sleep_for, touch
 from tests.conftest import kill_workers_mid_map, profile_table, use_variant, wait_for
 
@@ -271,6 +271,10 @@ def test_partition_long(slurm):
 
 def task_identity(x: int) -> tuple[int, str, str]:
     return x * x, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
+
+
+def test_a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(slurm):
+    worker_cases.a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(slurm)
 
 
 def test_map_of_20_is_one_array_of_workers(slurm):

@@ -293,7 +293,8 @@ def test_map_over_fifty_items_on_one_connection(host):
     results = [future.result(timeout=120) for future in square.map(range(50))]
     assert [value for value, _, _ in results] == [x * x for x in range(50)]
     assert {h for _, h, _ in results} == {"clustrix-t2" if host == "ssh-remote" else socket.gethostname()}
-    assert len({pid for _, _, pid in results}) == 50
+    # A worker runs its calls one after another in one process (one per core at most).
+    assert len({pid for _, _, pid in results}) <= square.session().backend.cores
     # Fifty jobs, their polls and their files went over the connection that was already open.
     assert before and our_connections(address, port) == before
 

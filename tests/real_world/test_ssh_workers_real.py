@@ -6,14 +6,11 @@ with another user and interpreter, so the job functions travel by value.
 
 from __future__ import annotations
 
-import cloudpickle
 import pytest
 
 from tests import worker_cases
 
 pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("ssh")]
-
-cloudpickle.register_pickle_by_value(worker_cases)
 
 HOSTS = ["ssh-local", "ssh-remote"]
 
@@ -21,6 +18,11 @@ HOSTS = ["ssh-local", "ssh-remote"]
 @pytest.mark.parametrize("host", HOSTS)
 def test_a_map_is_drained_by_as_many_workers_as_the_cores_hold(cluster_profile, host):
     worker_cases.a_map_is_drained_by_as_many_workers_as_the_cores_hold(cluster_profile(host))
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(cluster_profile, host):
+    worker_cases.a_worker_runs_its_calls_in_one_warm_process_until_one_crashes(cluster_profile(host))
 
 
 @pytest.mark.parametrize("host", HOSTS)

@@ -389,38 +389,49 @@ def run_job(jobdir: str, rank: int = 0) -> int:
 
 
 def work(batch: str, worker: str) -> None:
-    """Claim the batch's calls one at a time and run each in a child process, until none is left.
+    """Claim the batch's calls one at a time and run each in the worker's call process, until none is left.
 
     Nothing listens and nothing talks back: a rename claims a call (exactly one worker's
     succeeds, on NFS too), files record how it ended. A worker stops early when the next
     call's time limit (``CLUSTRIX_CALL_TIME`` seconds) no longer fits in what is left of its
-    own (``CLUSTRIX_WORKER_TIME``), so the scheduler never kills it inside a call. Each call
-    runs in a forked child in its own process group: a call over its limit, cancelled, out
-    of memory or crashing fails alone, and the serializer is imported once, not per call.
+    own (``CLUSTRIX_WORKER_TIME``), so the scheduler never kills it inside a call. The calls
+    run one after another in a child process (``_CallProcess``) in a process group of its
+    own: what a call imports stays imported for the next, and a call over its limit,
+    cancelled, out of memory or crashing fails alone and takes only that child with it.
     """
     call_time = int(os.environ.get("CLUSTRIX_CALL_TIME") or 0)
     allocation = int(os.environ.get("CLUSTRIX_WORKER_TIME") or 0)
     started = time.monotonic()
     global _prctl
     _prctl = _load_prctl()
-    # Loaded once for every call: the default serializer, and what each call's record uses.
+    # Loaded once for every call process: the default serializer, and what each call's record uses.
     for module in ("cloudpickle", "resource", "pwd"):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
-    # The call runs in a process group of its own: a worker told to end (cancel, its scheduler's
-    # limit) takes the call with it instead of leaving it running unwatched.
+    # A worker told to end (cancel, its scheduler's limit) takes its call process with it instead
+    # of leaving a call running unwatched.
     signal.signal(signal.SIGTERM, _end_worker)
     waiting: list[str] = []
-    while not (call_time and allocation and time.monotonic() - started + call_time > allocation):
-        claimed = _claim(batch, worker, waiting)
-        if claimed is None:
-            return
-        index, jobdir = claimed
-        ended = _run_child(jobdir, call_time, os.path.join(batch, CANCEL_DIR, index))
-        try:
-            os.close(os.open(os.path.join(batch, ENDED_DIR, f"{index}.{ended}"), os.O_WRONLY | os.O_CREAT, 0o600))
-        except OSError:
-            return  # the batch directory is gone: the client stopped waiting for it
+    calls: _CallProcess | None = None
+    try:
+        while not (call_time and allocation and time.monotonic() - started + call_time > allocation):
+            claimed = _claim(batch, worker, waiting)
+            if claimed is None:
+                return
+            index, jobdir = claimed
+            if calls is None or not calls.alive():
+                calls = _CallProcess()
+            deadline = time.monotonic() + call_time if call_time else None
+            ended = calls.run(jobdir, deadline, os.path.join(batch, CANCEL_DIR, index))
+            if not calls.alive():
+                calls = None
+            try:
+                os.close(os.open(os.path.join(batch, ENDED_DIR, f"{index}.{ended}"), os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError:
+                return  # the batch directory is gone: the client stopped waiting for it
+    finally:
+        if calls is not None:
+            calls.close()
 
 
 _running_call: int | None = None
@@ -453,30 +464,132 @@ def _claim(batch: str, worker: str, waiting: list[str]) -> tuple[str, str] | Non
     return None
 
 
-def _run_child(jobdir: str, call_time: int, cancel_marker: str) -> str:
-    """Run one call in a child process group; how it ended, as ``STATE.CODE`` (CODE ``_`` when killed)."""
-    oom_before = _oom_kills()
-    killed, status = _supervise(jobdir, 0, time.monotonic() + call_time if call_time else None, cancel_marker)
-    if killed is not None:
-        return f"{killed}._"
-    if os.WIFSIGNALED(status):
-        killed_by = os.WTERMSIG(status)
-        if killed_by == signal.SIGTERM:
-            # Not this worker's (its own kills return above): the scheduler is ending the whole
-            # job (cancel, its limit), whose TERM reaches every process, the call's maybe first.
-            # The worker ends as it would on its own TERM: the call's end is the job's.
-            _end_worker(signal.SIGTERM, None)
-        memory = killed_by == signal.SIGKILL and _oom_kills() > oom_before
-        return f"{'OUT_OF_MEMORY' if memory else 'FAILED'}.{-killed_by}"
-    code = os.WEXITSTATUS(status)
+def _ended_as(code: int) -> str:
+    """How a call whose process gave exit code ``code`` (or replied it) ended, as ``STATE.CODE``."""
     return f"{ {0: 'COMPLETED', MEMORY_ERROR_EXIT: 'OUT_OF_MEMORY'}.get(code, 'FAILED') }.{code}"
 
 
-def _supervise(jobdir: str, rank: int, deadline: float | None, cancel_marker: str | None) -> tuple[str | None, int]:
-    """Run ``run_job(jobdir, rank)`` in a child process group until it ends, or kill it at ``deadline``
-    (``time.monotonic()``) or once ``cancel_marker`` exists.
+class _CallProcess:
+    """A worker's child that runs calls one after another: sent a job directory on a pipe, it
+    runs ``run_job`` on it and replies its code. Forking once per call cost each call
+    milliseconds and made it import again what the call before it had imported.
 
-    Returns (``"TIMEOUT"`` or ``"CANCELLED"`` when this killed it, else None; its wait status).
+    It leads a process group of its own, so a kill reaches whatever a call started; after a
+    call that raised MemoryError it is replaced (its heap may be what was short).
+    """
+
+    def __init__(self) -> None:
+        requests, self._requests = os.pipe()
+        self._replies, replies = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(self._requests)
+                os.close(self._replies)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.setpgid(0, 0)
+                _die_with_parent()
+                _serve_calls(requests, replies)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(requests)
+        os.close(replies)
+        # Both sides set the group, so a kill right after the fork cannot miss it.
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        self.pid = pid
+        self._status: int | None = None
+        global _running_call
+        _running_call = pid
+        # A pidfd is readable the moment the process ends (Linux 5.3+), which a reply pipe is not
+        # when something the call forked still holds it.
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def alive(self) -> bool:
+        if self._status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self._ended(status)
+        return self._status is None
+
+    def run(self, jobdir: str, deadline: float | None, cancel_marker: str) -> str:
+        """Run the call staged in ``jobdir``; how it ended, as ``STATE.CODE`` (CODE ``_`` when killed)."""
+        oom_before = _oom_kills()
+        # A process that ended meanwhile cannot read it: its status, read below, says how.
+        with contextlib.suppress(BrokenPipeError):
+            os.write(self._requests, jobdir.encode() + b"\n")
+        waitables = [self._replies] + ([self._pidfd] if self._pidfd is not None else [])
+        while True:
+            readable, _, _ = select.select(waitables, [], [], CHECK_INTERVAL)
+            if self._replies in readable:
+                reply = os.read(self._replies, 64)
+                if reply:
+                    code = int(reply)
+                    if code == MEMORY_ERROR_EXIT:
+                        self.close()
+                    return _ended_as(code)
+                waitables.remove(self._replies)  # ended: the pidfd or waitpid says how
+            if not self.alive():
+                return self._died(oom_before)
+            if os.path.exists(cancel_marker):
+                self._kill()
+                return "CANCELLED._"
+            if deadline is not None and time.monotonic() >= deadline:
+                self._kill()
+                return "TIMEOUT._"
+
+    def _died(self, oom_before: int) -> str:
+        """The process ended during a call: how the call ended."""
+        status = self._status or 0
+        if os.WIFSIGNALED(status):
+            killed_by = os.WTERMSIG(status)
+            if killed_by == signal.SIGTERM:
+                # Not this worker's (its own kills return elsewhere): the scheduler is ending the
+                # whole job (cancel, its limit), whose TERM reaches every process, the call's maybe
+                # first. The worker ends as it would on its own TERM: the call's end is the job's.
+                _end_worker(signal.SIGTERM, None)
+            memory = killed_by == signal.SIGKILL and _oom_kills() > oom_before
+            return f"{'OUT_OF_MEMORY' if memory else 'FAILED'}.{-killed_by}"
+        return _ended_as(os.WEXITSTATUS(status))
+
+    def _kill(self) -> None:
+        self._ended(_kill_child(self.pid))
+
+    def close(self) -> None:
+        """No more calls: the process reads the end of its requests and exits."""
+        if self._status is None:
+            os.close(self._requests)
+            self._requests = -1
+            self._ended(os.waitpid(self.pid, 0)[1])
+
+    def _ended(self, status: int) -> None:
+        global _running_call
+        self._status = status
+        _running_call = None
+        for fd in (self._requests, self._replies, self._pidfd if self._pidfd is not None else -1):
+            if fd >= 0:
+                os.close(fd)
+        self._requests = self._replies = -1
+        self._pidfd = None
+
+
+def _serve_calls(requests: int, replies: int) -> None:
+    """The call process: run each job directory read from ``requests``; reply each call's code."""
+    with os.fdopen(requests, "rb") as lines:
+        for line in lines:
+            os.write(replies, b"%d\n" % run_job(line.decode().rstrip("\n")))
+
+
+def _supervise(jobdir: str, rank: int, deadline: float) -> tuple[str | None, int]:
+    """Run ``run_job(jobdir, rank)`` in a child process group until it ends, or kill it at ``deadline``
+    (``time.monotonic()``).
+
+    Returns (``"TIMEOUT"`` when this killed it, else None; its wait status).
     """
     pid = os.fork()
     if pid == 0:
@@ -504,9 +617,7 @@ def _supervise(jobdir: str, rank: int, deadline: float | None, cancel_marker: st
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 return None, status
-            if cancel_marker is not None and os.path.exists(cancel_marker):
-                return "CANCELLED", _kill_child(pid)
-            if deadline is not None and time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 return "TIMEOUT", _kill_child(pid)
             if pidfd is not None:
                 select.select([pidfd], [], [], CHECK_INTERVAL)
@@ -641,7 +752,7 @@ def run_limited(jobdirs: list[str], rank: int, limit: int) -> list[int]:
     for jobdir in jobdirs:
         started = _now()
         if time.monotonic() < deadline:
-            killed, status = _supervise(jobdir, rank, deadline, None)
+            killed, status = _supervise(jobdir, rank, deadline)
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
         else:
             # Never started: a result of an earlier run (one that checkpointed) must not stand for it.
