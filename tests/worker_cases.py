@@ -16,6 +16,7 @@ import pytest
 
 from clustrix import cluster
 from clustrix.errors import ClustrixError, JobOutOfMemoryError, JobTimeoutError, NodeFailureError
+from clustrix.state import JobState
 from tests.conftest import wait_for
 
 # Cases travel by value: a cluster's Python cannot import this checkout's tests.
@@ -104,17 +105,19 @@ def a_call_out_of_memory_fails_alone(profile: str) -> None:
     assert [f.result(timeout=60) for i, f in enumerate(futures) if i != 1] == [1024**2] * 3
 
 
+def kill_every_worker(backend) -> None:
+    """SIGKILL the process group of every first worker on the host, as its OOM killer or an admin would."""
+    kill = 'for p in "$1"/batch-*/w0-*/pid; do kill -9 -"$(cat "$p")" 2>/dev/null; done'
+    backend.transport.run(["sh", "-c", kill, "sh", backend.workdir])
+
+
 def killed_workers_lose_no_result_and_new_ones_finish_the_map(profile: str) -> None:
     fn = cluster(profile=profile, cores=1, poll_interval=0.2, poll_interval_max=0.5)(sleep_then)
     futures = fn.map([1.0] * 10)
     wait_for(lambda: sum(f.done() for f in futures) >= 2, 60, "a few calls to end")
     finished = {i: f.result() for i, f in enumerate(futures) if f.done()}
     backend = fn.session().backend
-    workdir = backend.workdir
-    # SIGKILL every worker's process group, as the host's OOM killer or an admin would.
-    backend.transport.run(
-        ["sh", "-c", 'for p in "$1"/batch-*/w0-*/pid; do kill -9 -"$(cat "$p")" 2>/dev/null; done', "sh", workdir]
-    )
+    kill_every_worker(backend)
     outcomes = {}
     for i, f in enumerate(futures):
         try:
@@ -126,3 +129,23 @@ def killed_workers_lose_no_result_and_new_ones_finish_the_map(profile: str) -> N
     lost = [i for i, worker in outcomes.items() if worker is None]
     assert len(lost) <= backend.cores, f"only the calls running in the killed workers fail: {outcomes}"
     assert any(worker and ":w1-" in worker for worker in outcomes.values()), "new workers ran the rest"
+
+
+def calls_whose_workers_are_killed_run_again_with_retries(profile: str) -> None:
+    fn = cluster(profile=profile, cores=1, retries=2, poll_interval=0.2, poll_interval_max=0.5)(sleep_then)
+    futures = fn.map([1.0] * 10)
+    ids = [f.job_id for f in futures]
+    wait_for(lambda: sum(f.done() for f in futures) >= 2, 60, "a few calls to end")
+    backend = fn.session().backend
+    kill_every_worker(backend)
+    workers_used = [f.result(timeout=180) for f in futures]
+    assert all(":w" in worker for worker in workers_used), "every call returned, the killed ones too"
+    retried = [f for f in futures if f.job.retries]
+    assert 1 <= len(retried) <= backend.cores, f"the calls running in the killed workers ran again: {retried}"
+    for future in retried:
+        states = [state for state, _ in future.job.history]
+        assert states.count(JobState.REQUEUED) == future.job.retries == 1, states
+        assert states[-1] is JobState.COMPLETED
+    # Back in their batch's queue, run by the new workers: the same call ids, no job of their own.
+    assert [f.job_id for f in futures] == ids
+    assert all(":w1-" in future.result() for future in retried), "new workers ran them"

@@ -28,6 +28,10 @@ def test_killed_workers_lose_no_result_and_new_ones_finish_the_map(local_profile
     worker_cases.killed_workers_lose_no_result_and_new_ones_finish_the_map(local_profile())
 
 
+def test_calls_whose_workers_are_killed_run_again_with_retries(local_profile):
+    worker_cases.calls_whose_workers_are_killed_run_again_with_retries(local_profile())
+
+
 def test_a_job_after_a_map_gets_the_cores_its_workers_held(local_profile):
     # A worker ends a moment after its last call. Reading the batch's files late (here: 1.5 s
     # after the workers' states) makes that moment fall between the two reads of one poll: the

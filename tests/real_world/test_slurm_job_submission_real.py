@@ -376,6 +376,21 @@ def test_a_worker_killed_mid_map_loses_no_result_and_its_calls_still_complete(sl
     assert relaunched, "the calls left ran in workers started after the kill"
 
 
+def test_with_retries_the_calls_of_a_worker_killed_mid_map_run_again_in_its_queue(slurm):
+    fn = cluster(profile=slurm, cores=1, retries=2, poll_interval=0.5, poll_interval_max=1.0)(sleep_then)
+    futures = fn.map([1.0] * 12)
+    array_id = futures[0].job_id.split("#")[0]
+    outcomes = kill_workers_mid_map(futures, lambda: slurm_command(fn, "scancel", array_id))
+    assert list(outcomes.values()) == [1.0] * 12, "no call is lost: the ones the kill ended ran again"
+    retried = [f for f in futures if f.job.retries]
+    assert retried, "a call was running in a killed worker"
+    for future in retried:
+        # Back in its map's queue (the same call id), run by a worker started after the kill.
+        assert future.job_id.split("#")[0] == array_id
+        assert worker_of(future).split("_")[0] != array_id
+        assert JobState.REQUEUED in [state for state, _ in future.job.history]
+
+
 def waiting_client(tmp_path: Path, body: str) -> subprocess.Popen:
     """A program that defines ``forever`` (a job that sleeps 10 minutes), runs ``body`` and waits in it."""
     script = tmp_path / "wait.py"

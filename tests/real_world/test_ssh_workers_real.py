@@ -38,3 +38,8 @@ def test_a_call_out_of_memory_fails_alone(cluster_profile, host):
 @pytest.mark.parametrize("host", HOSTS)
 def test_killed_workers_lose_no_result_and_new_ones_finish_the_map(cluster_profile, host):
     worker_cases.killed_workers_lose_no_result_and_new_ones_finish_the_map(cluster_profile(host))
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_calls_whose_workers_are_killed_run_again_with_retries(cluster_profile, host):
+    worker_cases.calls_whose_workers_are_killed_run_again_with_retries(cluster_profile(host))

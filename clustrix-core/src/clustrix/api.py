@@ -104,7 +104,11 @@ class ClusterFunction(Generic[P, R]):
                 python=job.get("python"),
                 parallel=bool(job.get("parallel", False)),
                 after=self._after,
-                **{key: job[key] for key in ("gather", "max_requeues", "checkpoint_notice") if key in job},
+                **{
+                    key: job[key]
+                    for key in ("gather", "max_requeues", "checkpoint_notice", "retries", "retry_on")
+                    if key in job
+                },
             )
             for args, kwargs in calls
         ]
@@ -137,6 +141,8 @@ def cluster(
     gather: Literal["rank0", "all"] | None = None,
     max_requeues: int | None = None,
     checkpoint_notice: int | None = None,
+    retries: int | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     **options: Any,
 ) -> Callable[[Callable[P, R]], ClusterFunction[P, R]]: ...
 
@@ -151,8 +157,11 @@ def cluster(fn: Callable[..., Any] | None = None, /, *, profile: str | None = No
     run before Python), ``python``, ``name``, ``parallel`` (``pmap`` uses the job's cores),
     ``gather`` (``"all"``: a call on several tasks returns every rank's value in a list, not
     rank 0's), ``max_requeues`` and ``checkpoint_notice`` (seconds) for a callable object with
-    a ``checkpoint`` method (see the README), ``backend``, and any key the chosen backend or
-    transport adds. Bad values raise ``ConfigError`` at the first call.
+    a ``checkpoint`` method (see the README), ``retries`` (how often a call that failed for a
+    reason outside it, such as a node failure or its worker killed, runs again) and ``retry_on``
+    (exception types that are retried too: the call's own, ``JobTimeoutError``, ...),
+    ``backend``, and any key the chosen backend or transport adds. Bad values raise
+    ``ConfigError`` at the first call.
 
     With ``nodes`` > 1 or ``tasks_per_node`` > 1 the function runs once on every task (on
     backends that can launch tasks: Slurm); ``clustrix.task_environment()`` inside it gives

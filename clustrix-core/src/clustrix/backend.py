@@ -39,17 +39,20 @@ class Leftovers:
 
     A group (a batch directory, a worker batch) is tracked with its members (job ids, call
     indices); ``ended`` is told their statuses and answers, once the last member ended,
-    whether they all COMPLETED.
+    whether they all COMPLETED. A member tracked again (its call runs again) counts by its
+    new end.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[Hashable]] = {}
-        self._failed: set[str] = set()
+        self._failed: dict[str, set[Hashable]] = {}
 
     def track(self, group: str, members: Iterable[Hashable]) -> None:
+        members = set(members)
         with self._lock:
             self._waiting.setdefault(group, set()).update(members)
+            self._failed.get(group, set()).difference_update(members)
 
     def groups(self) -> list[str]:
         with self._lock:
@@ -64,13 +67,11 @@ class Leftovers:
             for member in [m for m in waiting if m in statuses and statuses[m].state.finished]:
                 waiting.discard(member)
                 if statuses[member].state is not JobState.COMPLETED:
-                    self._failed.add(group)
+                    self._failed.setdefault(group, set()).add(member)
             if waiting:
                 return None
             del self._waiting[group]
-            failed = group in self._failed
-            self._failed.discard(group)
-            return not failed
+            return not self._failed.pop(group, None)
 
 
 class Backend(abc.ABC):
@@ -117,6 +118,15 @@ class Backend(abc.ABC):
         if one ends otherwise the job must end CANCELLED without running. A backend that
         cannot wait raises SubmissionError for such jobs.
         """
+
+    def rerun(self, job_id: str, job: StagedJob) -> str:
+        """Run the call of ``job``, which ended as ``job_id``, again from its directory (a checkpoint
+        to resume, a retry); the id it runs under now.
+
+        A job of its own by default; a backend whose workers claim calls puts a call of theirs
+        back in its batch's queue instead, under the same id.
+        """
+        return self.submit([job], chunksize=1)[0]
 
     @abc.abstractmethod
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:

@@ -265,6 +265,12 @@ class BatchBackend(Backend):
 
     # -- submission -------------------------------------------------------------------------
 
+    def rerun(self, job_id: str, job: StagedJob) -> str:
+        """A call of a map's workers goes back to its batch's queue while the batch is followed."""
+        if workers.is_call_id(job_id) and self.pool.requeue(job_id):
+            return job_id
+        return super().rerun(job_id, job)
+
     def submit(self, jobs: Sequence[StagedJob], chunksize: int | None = None) -> list[str]:
         ids = self._submit(jobs, chunksize)
         for job, job_id in zip(jobs, ids, strict=True):

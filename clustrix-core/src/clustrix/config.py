@@ -80,7 +80,18 @@ CLUSTER_KEYS: Mapping[str, Callable[[Any], Any]] = {
     "max_payload_bytes": convert.whole_number("max_payload_bytes"),
     "max_result_bytes": convert.whole_number("max_result_bytes"),
 }
-JOB_KEYS = RESOURCE_KEYS | {"env", "setup", "python", "name", "parallel", "gather", "max_requeues", "checkpoint_notice"}
+JOB_KEYS = RESOURCE_KEYS | {
+    "env",
+    "setup",
+    "python",
+    "name",
+    "parallel",
+    "gather",
+    "max_requeues",
+    "checkpoint_notice",
+    "retries",
+    "retry_on",
+}
 # What a project's ./clustrix.toml (a repository someone cloned) may change in a profile of the
 # user's own: the resources jobs ask for and how often to poll. Where jobs go and with which
 # credentials (host, user, workdir, backend, transport and every plugin key: ports, keys,

@@ -57,6 +57,13 @@ def clustrix_job_requeued(job: Job, previous_job_id: str) -> None:
 
 
 @hookspec
+def clustrix_job_retried(job: Job, previous_job_id: str, error: BaseException) -> None:
+    """Called when ``job``'s call failed in ``previous_job_id`` with ``error`` (a failure outside
+    the call, or a type its ``retry_on`` names) and runs again: ``job.job_id`` is the new run's id
+    (the same for a call that went back to its map's queue), ``job.retries`` counts the retries."""
+
+
+@hookspec
 def clustrix_job_finished(job: Job) -> None:
     """Called once ``job`` has ended and its files are read, before its directory is cleaned
     and before its future is resolved, so a waiting caller sees every observer's work done."""

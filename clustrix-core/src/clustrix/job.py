@@ -67,6 +67,8 @@ class Job:
     cancel_requested: bool = False
     # How often its call checkpointed and was submitted again (``job_id`` is the latest job's).
     requeues: int = 0
+    # How often its call failed and was run again (``retries=``; ``job_id`` is the latest run's).
+    retries: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.history.append((self.status.state, self.submitted_at))

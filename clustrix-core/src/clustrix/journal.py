@@ -79,6 +79,20 @@ def clustrix_job_requeued(job: Job, previous_job_id: str) -> None:
 
 
 @hookimpl
+def clustrix_job_retried(job: Job, previous_job_id: str, error: BaseException) -> None:
+    _append(
+        {
+            "event": "retried",
+            "job_id": job.job_id,
+            "key": job.key,
+            "previous": previous_job_id,
+            "error": type(error).__name__,
+            "time": _now(),
+        }
+    )
+
+
+@hookimpl
 def clustrix_job_finished(job: Job) -> None:
     _append({"event": "finished", "job_id": job.job_id, "key": job.key, "state": job.state.value, "time": _now()})
 
@@ -99,7 +113,7 @@ def read_jobs() -> list[dict[str, Any]]:
             continue
         if record.get("event") == "submitted":
             jobs[record["key"]] = {**record, "state": None}
-        elif record.get("event") == "requeued" and record["key"] in jobs:
+        elif record.get("event") in ("requeued", "retried") and record["key"] in jobs:
             jobs[record["key"]]["job_id"] = record["job_id"]
         elif record["key"] in jobs:
             jobs[record["key"]]["state"] = record.get("state")

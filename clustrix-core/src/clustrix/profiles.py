@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from clustrix import convert, plugins
+from clustrix import convert, plugins, retries
 from clustrix.config import CLUSTER_KEYS, JOB_KEYS, ClusterConfig, load_files
 from clustrix.errors import ConfigError
 from clustrix.log import get_logger
@@ -48,6 +48,8 @@ _JOB_CONVERTERS = {
     "max_requeues": convert.whole_number("max_requeues", minimum=0),
     "checkpoint_notice": convert.whole_number("checkpoint_notice"),
     "gather": convert.choice("gather", GATHER_MODES),
+    "retries": convert.whole_number("retries", minimum=0),
+    "retry_on": retries.exception_types,
 }
 
 

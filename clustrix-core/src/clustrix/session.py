@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 
-from clustrix import plugins, runner
+from clustrix import plugins, retries, runner
 from clustrix.backend import StagedJob
 from clustrix.config import ClusterConfig
 from clustrix.errors import (
@@ -344,6 +344,13 @@ class ClusterSession:
         if done.checkpointed and requeue and job.state is not JobState.CANCELLED:
             self._requeue(job)
             return
+        if done.exception is not None and retries.should_retry(job, done.exception):
+            self._retry(job, done.exception)
+            return
+        self._conclude(job, done)
+
+    def _conclude(self, job: Job, done: Outcome) -> None:
+        """The job's last run ended: fire the event, clean up by the policy, resolve its future."""
         self._fire("clustrix_job_finished", job=job)
         wanted = self.config.should_clean(done.ok)
         with self._lock:
@@ -359,7 +366,7 @@ class ClusterSession:
         """The call checkpointed: submit its job again, to resume from the checkpoint in its directory."""
         previous = job.job_id
         try:
-            job.job_id = self.backend.submit([StagedJob(key=job.key, directory=job.directory, spec=job.spec)], 1)[0]
+            job.job_id = self.backend.rerun(previous, StagedJob(key=job.key, directory=job.directory, spec=job.spec))
         except ClustrixError as exc:
             exc.add_note(f"the call checkpointed in job {previous}, but submitting it again failed")
             self._settle(job, Outcome(False, exception=exc))
@@ -369,6 +376,36 @@ class ClusterSession:
         self.record(job, JobStatus(JobState.REQUEUED, reason=f"checkpointed in job {previous}"))
         self._log.info("job requeued", job_id=job.job_id, previous=previous, requeues=job.requeues)
         self._fire("clustrix_job_requeued", job=job, previous_job_id=previous)
+        self.monitor.watch([job])
+
+    def _retry(self, job: Job, error: BaseException) -> None:
+        """The call failed for a reason outside it (or one its ``retry_on`` names): run it again
+        after the backoff, from the same job directory (its output goes on after the last run's)."""
+        job.retries += 1
+        wait = retries.delay(job.retries)
+        said = str(error).splitlines()[0] if str(error) else ""
+        reason = f"retry {job.retries} of {job.spec.retries} in {wait:g} s after {type(error).__name__}: {said}"
+        self.record(job, JobStatus(JobState.REQUEUED, reason=reason))
+        self._log.warning("job failed, retrying", job_id=job.job_id, retry=job.retries, error=type(error).__name__)
+        timer = threading.Timer(wait, self._run_again, args=(job, error))
+        timer.daemon = True
+        timer.start()
+
+    def _run_again(self, job: Job, error: BaseException) -> None:
+        previous = job.job_id
+        if job.cancel_requested:
+            self.record(job, JobStatus(JobState.CANCELLED, reason="cancelled before its retry ran"))
+            self._conclude(job, Outcome(False, exception=JobCancelledError("cancelled", job_id=previous)))
+            return
+        try:
+            job.job_id = self.backend.rerun(previous, StagedJob(key=job.key, directory=job.directory, spec=job.spec))
+        except ClustrixError as exc:
+            exc.add_note(f"the call failed in job {previous} ({type(error).__name__}), and running it again failed")
+            self._conclude(job, Outcome(False, exception=exc))
+            return
+        job.stdout_text = job.stderr_text = None
+        self._log.info("job retried", job_id=job.job_id, previous=previous, retry=job.retries)
+        self._fire("clustrix_job_retried", job=job, previous_job_id=previous, error=error)
         self.monitor.watch([job])
 
     def _remove_directory(self, job: Job) -> None:

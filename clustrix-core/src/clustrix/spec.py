@@ -39,6 +39,10 @@ class JobSpec:
     # before the time limit it checkpoints (None: a tenth of the limit, at most MAX_NOTICE).
     max_requeues: int = 3
     checkpoint_notice: int | None = None
+    # How often a call that failed is run again, and the exception types (besides failures outside
+    # the call, clustrix.retries) that count as such a failure.
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
 
     @property
     def checkpointable(self) -> bool:
@@ -71,6 +75,7 @@ def spec_record(spec: JobSpec) -> dict[str, Any]:
         "checkpointable": spec.checkpointable,
         "max_requeues": spec.max_requeues,
         "checkpoint_notice": spec.checkpoint_notice,
+        "retries": spec.retries,
     }
 
 
@@ -89,4 +94,5 @@ def spec_from_record(record: Mapping[str, Any], name: str, fn: Callable[..., Any
         gather=record["gather"],
         max_requeues=record["max_requeues"],
         checkpoint_notice=record["checkpoint_notice"],
+        retries=record["retries"],
     )

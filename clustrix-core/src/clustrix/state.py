@@ -20,7 +20,8 @@ class JobState(enum.Enum):
     PREEMPTED = "PREEMPTED"
     # The scheduler no longer knows the job; the runner's own record decides what happened.
     UNKNOWN = "UNKNOWN"
-    # Its call checkpointed and clustrix submitted it again (under a new scheduler id).
+    # Its call runs again: it checkpointed and clustrix submitted it again (under a new scheduler
+    # id), or it failed and is retried (``retries=``).
     REQUEUED = "REQUEUED"
 
     @property

@@ -88,8 +88,10 @@ class ValidationResult:
     metrics: JobMetrics | None
     error_category: str | None
     history: tuple[tuple[str, str], ...] = ()
-    # How often the job's call checkpointed and was submitted again (REQUEUED in ``history``).
+    # How often the job's call checkpointed and was submitted again, and how often it failed and
+    # was retried (each is REQUEUED in ``history``).
     requeues: int = 0
+    retries: int = 0
 
     @property
     def passed(self) -> bool:
@@ -107,6 +109,7 @@ class ValidationResult:
             "error_category": self.error_category,
             "history": [list(step) for step in self.history],
             "requeues": self.requeues,
+            "retries": self.retries,
             "metrics": self.metrics.to_dict() if self.metrics else None,
             "checks": [
                 {**attrs.asdict(c), "expected": repr(c.expected), "actual": repr(c.actual)} for c in self.checks
@@ -216,6 +219,7 @@ class ClusterJobValidator:
             error_category=categorize(error),
             history=tuple((state.value, iso(when) or "") for state, when in job.history),
             requeues=job.requeues,
+            retries=job.retries,
         )
         self.results.append(result)
         return result

@@ -63,6 +63,16 @@ for i in "$@"; do
 done
 """
 
+# The client puts an ended call back in the queue (a retry): its claim goes back, its end goes.
+REQUEUE = f"""
+b=$1; shift
+for i in "$@"; do
+  for c in "$b/{runner.CLAIMED_DIR}/$i".*; do [ -e "$c" ] && mv -- "$c" "$b/{runner.QUEUE_DIR}/$i"; done
+  [ -e "$b/{runner.QUEUE_DIR}/$i" ] || exit 3
+  rm -f -- "$b/{runner.ENDED_DIR}/$i".* "$b/{runner.CANCEL_DIR}/$i"
+done
+"""
+
 _KILL_STATES = frozenset(
     {JobState.TIMEOUT, JobState.OUT_OF_MEMORY, JobState.CANCELLED, JobState.NODE_FAIL, JobState.PREEMPTED}
 )
@@ -148,6 +158,12 @@ class WorkerBatch:
     # Workers already cancelled for having nothing left to claim (asked once each).
     drained: set[str] = attrs.field(factory=set)
     finished: set[int] = attrs.field(factory=set)
+
+    def requeued(self, index: int) -> None:
+        """Call ``index`` is back in the queue: it is not finished, and if no worker is left to claim it,
+        new ones are started (whatever the claims since the last launch)."""
+        self.finished.discard(index)
+        self.claims_at_launch = -1
 
     @property
     def width(self) -> int:
@@ -287,6 +303,9 @@ class WorkerPool:
     def __init__(self, backend: Launcher) -> None:
         self.backend = backend
         self.lock = threading.Lock()
+        # A poll's listing and what it concludes, or a call's return to the queue: one at a time, so
+        # a listing read before a call went back is never taken for that call's end.
+        self._reading = threading.Lock()
         self._batches: dict[str, WorkerBatch] = {}
         # The worker each call was claimed by; worker tasks seen ended (not asked about again).
         self._ran_in: dict[str, str] = {}
@@ -345,6 +364,16 @@ class WorkerPool:
             }
         if not batches:
             return statuses
+        with self._reading:
+            return self._statuses(calls, batches, statuses, found)
+
+    def _statuses(
+        self,
+        calls: Sequence[str],
+        batches: Mapping[str, WorkerBatch],
+        statuses: dict[str, JobStatus],
+        found: Mapping[str, JobStatus],
+    ) -> dict[str, JobStatus]:
         listed = self.backend.transport.run(listing_command([batch.directory for batch in batches.values()]))
         listings = parse_listing(listed.check(BackendUnavailableError, "reading the workers' files").stdout)
         for prefix, batch in batches.items():
@@ -387,6 +416,25 @@ class WorkerPool:
             if batch.finished | set(indices) >= set(range(batch.calls)):
                 tasks += [t for t in batch.tasks if t not in ended]
         return tasks
+
+    def requeue(self, job_id: str) -> bool:
+        """Put the ended call ``job_id`` back in its batch's queue, for a worker to run it again; False
+        when its batch is no longer followed here (every call of it had ended: cleaned, or adopted)."""
+        prefix, _, index = job_id.rpartition(SEPARATOR)
+        with self._reading:
+            with self.lock:
+                batch = self._batches.get(prefix)
+            if batch is None or batch.template is None:
+                return False
+            command = ["sh", "-c", REQUEUE, "sh", batch.directory, f"{int(index):0{batch.width}d}"]
+            if self.backend.transport.run(command).returncode != 0:
+                return False
+            with self.lock:
+                batch.requeued(int(index))
+                self._ran_in.pop(job_id, None)
+            self._unfinished.track(prefix, [int(index)])
+        self._write_record(batch, new=False)
+        return True
 
     def knows(self, job_id: str) -> bool:
         """Whether the call's batch is followed here (adopted from its record if need be), or was
