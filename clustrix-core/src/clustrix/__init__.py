@@ -9,7 +9,9 @@ def add(x, y):
 add(10, 32)   # 42, computed in a real job
 
 ``import clustrix`` loads only what decorating a function needs, and the errors; the other
-public names, and the plugins and sessions a call needs, are imported on first use.
+public names, and the plugins and sessions a call needs, are imported on first use. It also
+makes joblib's ``parallel_config(backend="clustrix")`` work, without importing joblib
+(clustrix.joblib_hook).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from clustrix import joblib_hook
 from clustrix.api import ClusterFunction, cluster
 from clustrix.attach import attach
 from clustrix.errors import (
@@ -47,6 +50,7 @@ from clustrix.resources import Resources
 
 if TYPE_CHECKING:
     from clustrix.environment import TaskEnvironment, task_environment
+    from clustrix.executor import Executor
     from clustrix.hookspecs import hookimpl
     from clustrix.job import ClusterFuture, Job, cancel
     from clustrix.parallel import job_cores, pmap
@@ -57,8 +61,10 @@ if TYPE_CHECKING:
 # The public names decorating does not need, imported on first use (PEP 562) from the module
 # that defines them: clustrix.job loads asyncio, clustrix.hookspecs pluggy, clustrix.parallel
 # multiprocessing and cloudpickle, clustrix.version importlib.metadata, clustrix.waiting
-# concurrent.futures (and tqdm only when a bar is to be drawn), clustrix.environment socket.
+# concurrent.futures (and tqdm only when a bar is to be drawn), clustrix.environment socket,
+# clustrix.executor the profiles and sessions.
 _LAZY = {
+    "Executor": "clustrix.executor",
     "ClusterFuture": "clustrix.job",
     "Job": "clustrix.job",
     "cancel": "clustrix.job",
@@ -88,6 +94,7 @@ __all__ = [
     "ClustrixError",
     "ConfigError",
     "DependencyFailedError",
+    "Executor",
     "Job",
     "JobCancelledError",
     "JobEnvironmentError",
@@ -123,6 +130,8 @@ __all__ = [
     "task_environment",
     "wait",
 ]
+
+joblib_hook.install()
 
 
 def __getattr__(name: str) -> Any:
