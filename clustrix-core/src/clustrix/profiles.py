@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from clustrix import convert, plugins
@@ -38,6 +39,15 @@ def _setup(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _cache(value: Any) -> bool | Path:
+    """``cache``: true (the user's cache directory), false, or a directory's path."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | os.PathLike) and str(value):
+        return Path(value).expanduser()
+    raise ConfigError(f"cache={value!r}: expected true, false or a directory's path")
+
+
 # The job-level keys that are not resources (Resources checks its own).
 _JOB_CONVERTERS = {
     "env": _env,
@@ -48,6 +58,7 @@ _JOB_CONVERTERS = {
     "max_requeues": convert.whole_number("max_requeues", minimum=0),
     "checkpoint_notice": convert.whole_number("checkpoint_notice"),
     "gather": convert.choice("gather", GATHER_MODES),
+    "cache": _cache,
 }
 
 
