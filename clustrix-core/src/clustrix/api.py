@@ -129,9 +129,10 @@ class ClusterFunction(Generic[P, R]):
             # All of the map or none of it: the groups already submitted are cancelled.
             cancel(submitted)
             raise
-        for future in submitted:
-            future.batch = submitted
-        return [future for future in futures if future is not None]
+        ordered = [future for future in futures if future is not None]
+        for future in ordered:
+            future.batch = ordered
+        return ordered
 
     def _submit(self, calls: list[Call], chunksize: int | None = None) -> list[ClusterFuture]:
         if not calls:

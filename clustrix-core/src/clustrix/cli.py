@@ -207,10 +207,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     by_function: dict[str, list[cache.Entry]] = {}
     for entry in found:
         by_function.setdefault(entry.function, []).append(entry)
-    print(f"{'FUNCTION':50} {'RESULTS':>8} {'BYTES':>12} NEWEST")
+    print(f"{'RESULTS':>8} {'BYTES':>12} {'NEWEST':19} FUNCTION")
     for function, group in by_function.items():
         newest = datetime.datetime.fromtimestamp(max(e.modified for e in group)).isoformat(timespec="seconds")
-        print(f"{function[:50]:50} {len(group):8} {sum(e.size for e in group):12} {newest}")
+        print(f"{len(group):8} {sum(e.size for e in group):12} {newest:19} {function}")
     print(f"{len(found)} cached result(s), {sum(e.size for e in found)} bytes, in {root}")
     return 0
 
