@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from clustrix import cluster
-from clustrix.errors import ConfigError
+from clustrix.errors import ConfigError, SerializationError
 from clustrix.journal import read_jobs
 
 OFFSET = 10
@@ -326,3 +326,15 @@ def test_cached_results_in_a_map_with_resource_groups(local_profile, cache_root)
     again = cores_seen.map(range(6), resources=lambda x: {"cores": 1 + x % 2})
     assert [f.result() for f in again] == [(x, 1 + x % 2) for x in range(6)]
     assert len(submitted()) == 6
+
+
+def test_an_argument_that_cannot_be_keyed_is_refused_before_anything_is_submitted(local_profile, cache_root):
+    import threading
+
+    @cluster(profile=local_profile(), cache=True)
+    def holds(_lock):
+        return None
+
+    with pytest.raises(SerializationError, match="cannot compute the cache key"):
+        holds(threading.Lock())
+    assert submitted() == []

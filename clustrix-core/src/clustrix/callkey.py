@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 import cloudpickle
 
+from clustrix.errors import SerializationError
 from clustrix.resources import Resources
 
 KEY_VERSION = 1
@@ -221,13 +222,28 @@ class FunctionKey:
 
     @classmethod
     def of(cls, fn: Callable[..., Any], settings: Mapping[str, Any], dumps: Callable[[Any], bytes]) -> FunctionKey:
+        """SerializationError when something the function uses can be neither encoded nor pickled."""
         home = getattr(fn, "__module__", None) or "__main__"
-        encoder = _Encoder(home, dumps)
         python = "{}.{}".format(*sys.version_info[:2])
-        return cls(encoder.digest(("clustrix-cache", KEY_VERSION, python, fn, dict(settings))), home, dumps)
+        parts = ("clustrix-cache", KEY_VERSION, python, fn, dict(settings))
+        return cls(
+            _hashed(f"function {getattr(fn, '__qualname__', fn)!r}", lambda: _Encoder(home, dumps).digest(parts)),
+            home,
+            dumps,
+        )
 
     def call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-        """The key of one call of the function: 64 hex digits."""
+        """The key of one call of the function: 64 hex digits. SerializationError as ``of``."""
         h = hashlib.sha256(self.digest)
-        _Encoder(self.home, self.dumps).feed(h, (tuple(args), dict(kwargs)))
+        _hashed("a call's arguments", lambda: _Encoder(self.home, self.dumps).feed(h, (tuple(args), dict(kwargs))))
         return h.hexdigest()
+
+
+def _hashed(what: str, encode: Callable[[], Any]) -> Any:
+    """``encode()``; what cannot be encoded is a SerializationError naming ``what`` (never its values)."""
+    try:
+        return encode()
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot compute the cache key of the {what}: {type(exc).__name__}; nothing was submitted"
+        ) from exc
