@@ -1,4 +1,5 @@
-"""The ``clustrix`` command: backends, profiles, this user's jobs (or --watch them), cancel, logs (or -f), check."""
+"""The ``clustrix`` command: backends, profiles, this user's jobs (or --watch them), cancel, logs (or -f), check,
+and the cache of results (list, clear)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import argparse
 import codecs
 import datetime
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from clustrix import plugins, runner
+from clustrix import cache, plugins, runner
 from clustrix.attach import attach, journaled_session
 from clustrix.config import load_files
 from clustrix.errors import ClustrixError
@@ -194,6 +197,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    root = args.dir or cache.default_root()
+    if args.action == "clear":
+        removed = cache.clear(root, args.older_than)
+        print(f"removed {removed} cached result(s) from {root}")
+        return 0
+    found = cache.entries(root)
+    by_function: dict[str, list[cache.Entry]] = {}
+    for entry in found:
+        by_function.setdefault(entry.function, []).append(entry)
+    print(f"{'RESULTS':>8} {'BYTES':>12} {'NEWEST':19} FUNCTION")
+    for function, group in by_function.items():
+        newest = datetime.datetime.fromtimestamp(max(e.modified for e in group)).isoformat(timespec="seconds")
+        print(f"{len(group):8} {sum(e.size for e in group):12} {newest:19} {function}")
+    print(f"{len(found)} cached result(s), {sum(e.size for e in found)} bytes, in {root}")
+    return 0
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])", re.ASCII)
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _age(text: str) -> float:
+    match = _AGE.fullmatch(text.strip())
+    if not match or not float(match.group(1)) > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an age such as 90s, 30m, 12h or 7d")
+    return float(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -235,6 +267,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="probe profiles' schedulers")
     check.add_argument("profiles", nargs="*")
     check.set_defaults(run=cmd_check)
+    cached = sub.add_parser("cache", help="results stored by cache=True: list them, or clear them")
+    cached_sub = cached.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "cached results, by function"), ("clear", "remove cached results")):
+        command = cached_sub.add_parser(action, help=text)
+        command.add_argument(
+            "--dir", type=Path, default=None, help="the cache directory (default: your user cache's clustrix/results)"
+        )
+        command.set_defaults(run=cmd_cache)
+    cached_sub.choices["clear"].add_argument(
+        "--older-than", type=_age, default=None, metavar="AGE", help="only those stored AGE ago or earlier (7d, 12h)"
+    )
     args = parser.parse_args(argv)
     try:
         return args.run(args)

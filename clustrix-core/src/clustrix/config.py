@@ -91,6 +91,7 @@ JOB_KEYS = RESOURCE_KEYS | {
     "checkpoint_notice",
     "retries",
     "retry_on",
+    "cache",
 }
 # What a project's ./clustrix.toml (a repository someone cloned) may change in a profile of the
 # user's own: the resources jobs ask for and how often to poll. Where jobs go and with which
@@ -98,8 +99,9 @@ JOB_KEYS = RESOURCE_KEYS | {
 # known_hosts, kubeconfig, ...), and what runs as the user there (setup and extra lines, the
 # interpreter, the environment) stay the user's; nor may it set the default or add profiles
 # (a profile of its own would choose the host that the user's ssh password or 1Password
-# references are offered to). Unless the user's file says ``trust_project_profiles = true``.
-PROJECT_OVERRIDABLE = (JOB_KEYS - {"env", "setup", "python", "extra"}) | {
+# references are offered to), nor where results are cached and read back from (a path of the
+# user's). Unless the user's file says ``trust_project_profiles = true``.
+PROJECT_OVERRIDABLE = (JOB_KEYS - {"env", "setup", "python", "extra", "cache"}) | {
     "cleanup",
     "poll_interval",
     "poll_interval_max",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from clustrix import convert, plugins, retries
@@ -38,6 +39,15 @@ def _setup(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _cache(value: Any) -> bool | Path:
+    """``cache``: true (the user's cache directory), false, or a directory's path."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | os.PathLike) and str(value):
+        return Path(value).expanduser()
+    raise ConfigError(f"cache={value!r}: expected true, false or a directory's path")
+
+
 # The job-level keys that are not resources (Resources checks its own).
 _JOB_CONVERTERS = {
     "env": _env,
@@ -50,6 +60,7 @@ _JOB_CONVERTERS = {
     "gather": convert.choice("gather", GATHER_MODES),
     "retries": convert.whole_number("retries", minimum=0),
     "retry_on": retries.exception_types,
+    "cache": _cache,
 }
 
 
