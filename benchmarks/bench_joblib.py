@@ -3,7 +3,7 @@
     CLUSTRIX_CONFIG=/var/lib/clustrix-test/clustrix.toml .venv/bin/python benchmarks/bench_joblib.py [--n N]
 
 Prints figures, never asserts: the 12-point grid (digits, SVC, cv=3: 36 fits) serial in this
-process (the baseline), then with ``joblib.parallel_config(backend="clustrix", profile="slurm")``
+process (the baseline), then with ``joblib.parallel_config(backend="clustrix", profile="slurm", memory="1GB")``
 and ``n_jobs=-1``, in turn N times (default 3); medians with their spread (min to max), and the
 median of the N ratios side by side (target: below 1x, faster than serial, on the 2-CPU test
 cluster). Other jobs on the cluster slow the Slurm figure: run it on an idle cluster.
@@ -31,7 +31,7 @@ def serial(X, y) -> GridSearchCV:
 
 
 def on_slurm(X, y) -> GridSearchCV:
-    with joblib.parallel_config(backend="clustrix", profile=PROFILE):
+    with joblib.parallel_config(backend="clustrix", profile=PROFILE, memory="1GB"):
         return GridSearchCV(SVC(), GRID, cv=3, n_jobs=-1).fit(X, y)
 
 

@@ -64,7 +64,8 @@ def slurm(cluster_profile) -> str:
 def test_grid_search_through_joblib_finds_the_serial_runs_model(slurm, submissions):
     X, y = load_digits(return_X_y=True)
     serial = GridSearchCV(SVC(), GRID, cv=3).fit(X, y)
-    with joblib.parallel_config(backend="clustrix", profile=slurm):
+    # A worker keeps scikit-learn imported from one fit to the next: more than Slurm's default 100 MB.
+    with joblib.parallel_config(backend="clustrix", profile=slurm, memory="1GB"):
         search = GridSearchCV(SVC(), GRID, cv=3, n_jobs=-1).fit(X, y)
     assert search.best_params_ == serial.best_params_
     assert search.best_score_ == serial.best_score_
