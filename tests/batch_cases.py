@@ -299,7 +299,7 @@ def a_hostile_job(
         assert [f.result(timeout=120) for f in batch] == [4, 6]
         assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
     finally:
-        fn.session().transport.remove_tree(workdir)
+        fn.session().transport.remove_trees([workdir])
 
 
 # -- from a login node -------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ class RecordingTransport(Transport):
     def read_file(self, path: str, tail: int | None = None, max_size: int | None = None, start: int = 0) -> bytes:
         raise FileNotFoundError(path)
 
-    def remove_tree(self, path: str) -> None:
+    def remove_trees(self, paths: Sequence[str]) -> None:
         pass
 
 

@@ -80,5 +80,5 @@ def test_a_file_written_into_a_directory_while_it_is_removed_is_removed_too(tmp_
         real_rmtree(path, ignore_errors=ignore_errors)
 
     monkeypatch.setattr(shutil, "rmtree", trap_lands_mid_removal)
-    LocalTransport(ClusterConfig(None, "local", "local")).remove_tree(str(batch))
+    LocalTransport(ClusterConfig(None, "local", "local")).remove_trees([str(batch)])
     assert not batch.exists() and len(attempts) == 2

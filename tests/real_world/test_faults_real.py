@@ -129,7 +129,7 @@ def test_sshd_stopped_mid_poll_then_back_delivers_every_result(cluster_profile, 
         subprocess.run([str(CLUSTERS / "restart-sshd-local")], check=True, capture_output=True, timeout=60)
     assert [f.result(timeout=120) for f in futures] == [0, 2]
     assert fn.session().transport.run(["ls", "-A", workdir]).stdout.split() == []
-    fn.session().transport.remove_tree(workdir)
+    fn.session().transport.remove_trees([workdir])
 
 
 # -- the client ----------------------------------------------------------------------------------

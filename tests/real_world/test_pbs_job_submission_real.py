@@ -390,7 +390,7 @@ def test_failed_array_task_keeps_its_batch_directory_and_the_others_return(pbs):
     assert futures[1].state is JobState.FAILED and futures[1].job.status.exit_code == 1
     kept = batch_dirs(fn) - before
     assert len(kept) == 1
-    fn.session().transport.remove_tree(f"{fn.session().backend.workdir}/{kept.pop()}")
+    fn.session().transport.remove_trees([f"{fn.session().backend.workdir}/{kept.pop()}"])
 
 
 # -- limits: walltime and memory --------------------------------------------------------------------
@@ -613,7 +613,7 @@ def test_nothing_is_left_in_the_queue_or_on_disk(pbs):
     # Successful jobs' directories and the batch's are cleaned; the cancelled job's is kept for its logs.
     left = job_dirs(fn) - before
     assert left == {Path(doomed.job.directory).name}, left
-    fn.session().transport.remove_tree(doomed.job.directory)
+    fn.session().transport.remove_trees([doomed.job.directory])
 
 
 # -- parallel processing -------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def test_failed_array_keeps_its_batch_directory(slurm):
         futures[1].result(timeout=120)
     kept = batch_dirs(fn) - before
     assert len(kept) == 1, "kept for its Slurm output, as the failed job's directory is"
-    fn.session().transport.remove_tree(kept.pop())
+    fn.session().transport.remove_trees([kept.pop()])
 
 
 def test_chunksize_runs_several_calls_per_task(slurm):
@@ -561,7 +561,7 @@ def test_hostile_paths_and_values_reach_every_rank_byte_exact(cluster_profile, t
         assert all(argv[0].startswith(workdir + "/") for _, _, argv in reports)
         assert not any(Path(m).exists() for m in markers), "a hostile value ran as shell"
     finally:
-        fn.session().transport.remove_tree(workdir)
+        fn.session().transport.remove_trees([workdir])
 
 
 def test_attach_collects_every_rank_of_a_multi_task_call(cluster_profile, tmp_path, monkeypatch):
@@ -573,7 +573,7 @@ def test_attach_collects_every_rank_of_a_multi_task_call(cluster_profile, tmp_pa
     try:
         assert clustrix.attach(future.job_id).result(timeout=120) == [0, 3, 6, 9]
     finally:
-        fn.session().transport.remove_tree(future.job.directory)
+        fn.session().transport.remove_trees([future.job.directory])
 
 
 def scaled_rank(factor: int) -> int:

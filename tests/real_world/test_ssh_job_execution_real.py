@@ -33,7 +33,8 @@ from clustrix import (
     SubmissionError,
     cluster,
 )
-from clustrix.transport import Transport
+from clustrix.errors import ResultTooLargeError
+from clustrix.transport import FileRead, Transport
 from tests.conftest import profile_table, use_variant
 
 pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("ssh")]
@@ -81,7 +82,7 @@ def process_gone(t: Transport, pid: int) -> bool:
 
 def remove_job_directory(future) -> None:
     """Failed jobs keep their directory for inspection (cleanup = "on_success"); the tests leave none behind."""
-    future.job.session.transport.remove_tree(future.job.directory)
+    future.job.session.transport.remove_trees([future.job.directory])
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -252,7 +253,7 @@ def test_files_written_by_one_job_are_read_by_the_next(host):
             # That host has its own home: the files exist only there.
             assert not Path(directory).exists()
     finally:
-        t.remove_tree(directory)
+        t.remove_trees([directory])
     assert not remote_exists(t, directory)
 
 
@@ -273,7 +274,46 @@ def test_transport_writes_atomically_with_the_mode_and_reads_tails(host):
         result = t.run(["sh", "-c", 'cat; echo "[$CX_A]" >&2', "sh"], input=b"from stdin", env={"CX_A": "a b"})
         assert (result.returncode, result.stdout, result.stderr) == (0, "from stdin", "[a b]\n")
     finally:
-        t.remove_tree(directory)
+        t.remove_trees([directory])
+
+
+def test_transport_reads_many_files_and_removes_many_trees_in_one_command_each(host):
+    t = transport(host)
+    base = f"{t.home()}/cx-many-{uuid.uuid4().hex}"
+    # Bytes no text framing survives: every byte value, marker-like lines, no newline at the end.
+    hostile = bytes(range(256)) + b"\n@end\n@file\n@none\n" + "é".encode() + b"\xff"
+    odd = f"{base}/a dir/it's $HOME; `x`"
+    try:
+        t.make_dirs([f"{base}/one", odd], 0o700)
+        # A symlink planted at a temporary name is replaced, never written through.
+        t.run(["sh", "-c", 'echo kept > "$1/victim" && ln -s "$1/victim" "$1/one/blob.tmp"', "sh", base])
+        t.write_files({f"{base}/one/blob": hostile, f"{odd}/big": b"x" * 5000, f"{odd}/empty": b""}, 0o640)
+        assert t.read_file(f"{base}/victim") == b"kept\n"
+        modes = t.run(["stat", "-c", "%a", f"{base}/one/blob", f"{odd}/big"]).stdout.split()
+        assert modes == ["640", "640"]
+        commands = []
+        real_run = t.run
+        t.run = lambda argv, **kwargs: commands.append(argv) or real_run(argv, **kwargs)
+        try:
+            found = t.read_files(
+                [
+                    FileRead(f"{base}/one/blob"),
+                    FileRead(f"{base}/one/missing"),
+                    FileRead(f"{odd}/big", tail=3),
+                    FileRead(f"{odd}/big", max_size=4999),
+                    FileRead(f"{odd}/empty", max_size=10),
+                ]
+            )
+            t.remove_trees([f"{base}/one", f"{base}/a dir", f"{base}/never-was", f"{base}/victim"])
+        finally:
+            del t.run
+        assert len(commands) == 2, "one command to read, one to remove"
+        assert found[:3] == [hostile, None, b"xxx"]
+        assert isinstance(found[3], ResultTooLargeError) and "5000 bytes" in str(found[3])
+        assert found[4] == b""
+        assert t.run(["ls", "-A", base]).stdout == ""
+    finally:
+        t.remove_trees([base])
 
 
 # -- many jobs --------------------------------------------------------------------------------------
@@ -416,7 +456,7 @@ def test_cancel_kills_the_remote_process_group(host):
         assert process_gone(t, child) and process_gone(t, pid)
         wait_until(lambda: future.job.state is JobState.CANCELLED, 30, "the monitor to see the cancellation")
     finally:
-        t.remove_tree(pid_file)
+        t.remove_trees([pid_file])
         remove_job_directory(future)
 
 
@@ -596,7 +636,7 @@ def test_hostile_names_env_values_and_paths_arrive_byte_exact(host, tmp_path, mo
                 assert not remote_exists(t, where), f"{where} was created on the host: injection"
             assert not Path(f"/tmp/{marker}").exists()
     finally:
-        t.remove_tree(workdir)
+        t.remove_trees([workdir])
     assert not remote_exists(t, workdir)
 
 
@@ -809,7 +849,7 @@ def test_a_directory_found_on_the_host_where_a_new_one_is_made_is_refused(cluste
         modes = transport.run(["stat", "-c", "%a", f"{base}/new", f"{base}/new/deeper", f"{base}/new/deeper/job"])
         assert modes.stdout.split() == ["700", "700", "700"]
     finally:
-        transport.remove_tree(base)
+        transport.remove_trees([base])
 
 
 def test_a_workdir_others_could_write_to_is_refused_on_the_real_host(cluster_profile, tmp_path, monkeypatch):

@@ -304,7 +304,7 @@ class BatchBackend(Backend):
             # All of the batch or none of it: the caller cleans the job directories.
             if submitted:
                 self.cancel(submitted)
-            self.transport.remove_tree(batch_dir)
+            self.transport.remove_trees([batch_dir])
             raise
         self._batches.track(batch_dir, ids)
         return ids
@@ -600,7 +600,7 @@ class BatchBackend(Backend):
         for batch_dir in self._batches.groups():
             succeeded = self._batches.ended(batch_dir, statuses)
             if succeeded is not None and self.config.should_clean(succeeded):
-                self.transport.remove_tree(batch_dir)
+                self.transport.remove_trees([batch_dir])
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         calls, plain = workers.split_calls(job_ids)

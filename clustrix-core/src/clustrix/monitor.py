@@ -3,9 +3,10 @@
 The interval starts short and grows by half each quiet poll that asked the scheduler, up to the
 profile's maximum; a state change or a new submission brings it back down. No thread per job.
 
-A job that ended is collected (files read, result authenticated and unpickled, directory
-cleaned) by a small pool of collector threads, so one huge result or a slow file system
-does not hold up the polls of every other job.
+Jobs that ended are collected (files read, results authenticated and unpickled, directories
+cleaned) by a small pool of collector threads, in groups that each cost one read and one removal
+on the transport (a round trip each over SSH, whatever the group's size), so one huge result or
+a slow file system does not hold up the polls of every other job.
 
 The thread must outlive anything that goes wrong, or every waiting ``result()`` hangs:
 a poll that raises is a failed poll (retried until ``poll_failure_timeout``), and a job
@@ -18,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from clustrix.errors import BackendUnavailableError, ClustrixError, JobLostError
@@ -33,8 +35,9 @@ BACKOFF = 1.5
 # How long a job the scheduler removed because a job it waits for failed waits for a poll to
 # see that job's end (the failed upstream explains it), before it is collected as it stands.
 UPSTREAM_END_GRACE = 60.0
-# Jobs collected at once; each mostly waits on the transport.
+# Groups of ended jobs collected at once; each mostly waits on the transport.
 COLLECTORS = 4
+MAX_GROUP = 64
 
 
 class Watched(Protocol):
@@ -47,8 +50,9 @@ class Watched(Protocol):
     def record(self, job: Job, status: JobStatus) -> bool:
         """Store a poll's answer for ``job``; whether its state changed."""
 
-    def finish(self, job: Job) -> None:
-        """The job ended: read its files, clean up, resolve its future."""
+    def finish(self, jobs: Sequence[Job]) -> list[tuple[Job, BaseException]]:
+        """These jobs ended: read their files, clean up, resolve their futures; those whose handling
+        failed, with why."""
 
     def abandon(self, job: Job, error: ClustrixError) -> None:
         """Stop waiting for ``job``: its future gets ``error``."""
@@ -133,8 +137,11 @@ class Monitor:
             ready = [job for job, until in self._deferred.values() if not job.ended_by_upstream or now >= until]
             for job in ready:
                 del self._deferred[job.key]
-        for job in ready:
-            self._collectors.submit(self._collect, job)
+        # A collector reads and cleans its group with one transport command each: few groups, but
+        # no more in one than MAX_GROUP, so one huge result holds up only its group.
+        size = min(MAX_GROUP, -(-len(ready) // COLLECTORS))
+        for start in range(0, len(ready), size or 1):
+            self._collectors.submit(self._collect, ready[start : start + size])
         return changed
 
     def _poll(self, jobs: list[Job]) -> dict[str, JobStatus]:
@@ -160,10 +167,12 @@ class Monitor:
             self._lost(job, exc)
             return True
 
-    def _collect(self, job: Job) -> None:
+    def _collect(self, jobs: list[Job]) -> None:
         try:
-            self.session.finish(job)
+            failed = self.session.finish(jobs)
         except BaseException as exc:  # noqa: BLE001 - a future must resolve, whatever a collector met
+            failed = [(job, exc) for job in jobs]
+        for job, exc in failed:
             self._lost(job, exc)
 
     def _lost(self, job: Job, exc: BaseException) -> None:

@@ -146,9 +146,11 @@ def _write_atomic(path: str, data: bytes) -> None:
     file system, and a file torn by a node's crash fails its MAC instead of passing as a result."""
     tmp = path + ".tmp"
     # Created afresh, never through what is there: a planted symlink would send the bytes elsewhere.
-    with contextlib.suppress(FileNotFoundError):
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
         os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)

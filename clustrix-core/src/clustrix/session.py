@@ -34,6 +34,7 @@ from clustrix.monitor import Monitor
 from clustrix.results import Outcome, outcome
 from clustrix.spec import JobSpec, spec_from_record
 from clustrix.state import JobState, JobStatus
+from clustrix.transport import FileRead
 from clustrix.version import __version__
 
 STDERR_TAIL_BYTES = 4000
@@ -139,8 +140,7 @@ class ClusterSession:
             try:
                 job_ids = self.backend.submit(staged, chunksize=chunksize)
             except BaseException:
-                for job in staged:
-                    self.transport.remove_tree(job.directory)
+                self.transport.remove_trees([job.directory for job in staged])
                 raise
         except BaseException:
             for _, reads_from in upstreams:
@@ -278,7 +278,7 @@ class ClusterSession:
                 job.dependants -= 1
                 clean = job.dependants == 0 and job.clean_when_released
             if clean:
-                self._remove_directory(job)
+                self._remove_directories([job])
 
     def _pack_call(self, spec: JobSpec, call: dict, hmac_key: bytes, serializer: str) -> bytes:
         if spec.checkpointable:
@@ -323,44 +323,65 @@ class ClusterSession:
         self._fire("clustrix_job_state_changed", job=job, old=old, new=status.state)
         return True
 
-    def finish(self, job: Job) -> None:
-        """The job ended: read its files, fire the event, clean up, then resolve its future."""
+    def finish(self, jobs: Sequence[Job]) -> list[tuple[Job, BaseException]]:
+        """These jobs ended: read their files (one read for all), run each again where its call
+        checkpointed or is retried, else fire its event; clean up (one removal for all), then resolve
+        their futures. Returns the jobs whose handling failed, with why (the others are unaffected)."""
+        failed: list[tuple[Job, BaseException]] = []
+        ended: list[tuple[Job, Outcome]] = []
+        for job, done in zip(jobs, self._outcomes(jobs), strict=True):
+            try:
+                requeue = job.requeues < job.spec.max_requeues and not job.cancel_requested
+                if done.checkpointed and requeue and job.state is not JobState.CANCELLED:
+                    self._requeue(job)
+                elif done.exception is not None and retries.should_retry(job, done.exception):
+                    self._retry(job, done.exception)
+                else:
+                    self._fire("clustrix_job_finished", job=job)
+                    ended.append((job, done))
+            except BaseException as exc:  # noqa: BLE001 - one job's trouble must not lose the others
+                failed.append((job, exc))
+        self._conclude(ended)
+        return failed
+
+    def _outcomes(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Each job's outcome from its files: each rank's meta and result, and its output's tails."""
+        reads = [read for job in jobs for read in _reads(job, self.config.max_result_bytes)]
         try:
-            ranks = range(job.spec.resources.tasks)
-            job.metas = [self._read_meta(job, rank) for rank in ranks]
-            results = [
-                self._read(job, runner.rank_file(runner.RESULT_FILE, rank), max_size=self.config.max_result_bytes)
-                for rank in ranks
-            ]
-            job.stdout_text = self._read_text(job, runner.STDOUT_FILE)
-            job.stderr_text = self._read_text(job, runner.STDERR_FILE)
+            found = iter(self.transport.read_files(reads))
+        except ClustrixError as exc:
+            # Each job its own error (one exception raised in several callers would share its traceback).
+            return [Outcome(False, exception=type(exc)(str(exc))) for _ in jobs]
+        outcomes = []
+        for job in jobs:
+            metas = [next(found) for _ in _ranks(job)]
+            results = [next(found) for _ in _ranks(job)]
+            job.stdout_text, job.stderr_text = ((next(found) or b"").decode(errors="replace") for _ in range(2))
+            job.metas = [_meta(data) for data in metas]
+            too_large = next((result for result in results if isinstance(result, ClustrixError)), None)
+            if too_large is not None:
+                outcomes.append(Outcome(False, exception=too_large))
+                continue
             if job.state is JobState.UNKNOWN and all(result is not None for result in results):
                 # Gone from the queue, but the runner's own record says it ran to the end.
                 job.update(JobStatus(JobState.COMPLETED, reason="resolved from the job's result file"))
-            done = outcome(job, results, job.stderr_text[-STDERR_TAIL_BYTES:].strip())
-        except ClustrixError as exc:
-            done = Outcome(False, exception=exc)
-        requeue = job.requeues < job.spec.max_requeues and not job.cancel_requested
-        if done.checkpointed and requeue and job.state is not JobState.CANCELLED:
-            self._requeue(job)
-            return
-        if done.exception is not None and retries.should_retry(job, done.exception):
-            self._retry(job, done.exception)
-            return
-        self._conclude(job, done)
+            outcomes.append(outcome(job, results, job.stderr_text[-STDERR_TAIL_BYTES:].strip()))
+        return outcomes
 
-    def _conclude(self, job: Job, done: Outcome) -> None:
-        """The job's last run ended: fire the event, clean up by the policy, resolve its future."""
-        self._fire("clustrix_job_finished", job=job)
-        wanted = self.config.should_clean(done.ok)
-        with self._lock:
-            # Jobs still to run read this job's result file: they clean it when they are done.
-            job.clean_when_released = wanted and job.dependants > 0
-            clean_now = wanted and job.dependants == 0
-        if clean_now:
-            self._remove_directory(job)
-        self._release(job.reads_from)
-        self._settle(job, done)
+    def _conclude(self, ended: Sequence[tuple[Job, Outcome]]) -> None:
+        """These jobs' last runs ended and their events fired: clean up by the policy, resolve their futures."""
+        clean = []
+        for job, done in ended:
+            wanted = self.config.should_clean(done.ok)
+            with self._lock:
+                # Jobs still to run read this job's result file: they clean it when they are done.
+                job.clean_when_released = wanted and job.dependants > 0
+                if wanted and job.dependants == 0:
+                    clean.append(job)
+        self._remove_directories(clean)
+        for job, done in ended:
+            self._release(job.reads_from)
+            self._settle(job, done)
 
     def _requeue(self, job: Job) -> None:
         """The call checkpointed: submit its job again, to resume from the checkpoint in its directory."""
@@ -395,24 +416,32 @@ class ClusterSession:
         previous = job.job_id
         if job.cancel_requested:
             self.record(job, JobStatus(JobState.CANCELLED, reason="cancelled before its retry ran"))
-            self._conclude(job, Outcome(False, exception=JobCancelledError("cancelled", job_id=previous)))
+            self._fire("clustrix_job_finished", job=job)
+            self._conclude([(job, Outcome(False, exception=JobCancelledError("cancelled", job_id=previous)))])
             return
         try:
             job.job_id = self.backend.rerun(previous, StagedJob(key=job.key, directory=job.directory, spec=job.spec))
         except ClustrixError as exc:
             exc.add_note(f"the call failed in job {previous} ({type(error).__name__}), and running it again failed")
-            self._conclude(job, Outcome(False, exception=exc))
+            self._fire("clustrix_job_finished", job=job)
+            self._conclude([(job, Outcome(False, exception=exc))])
             return
         job.stdout_text = job.stderr_text = None
         self._log.info("job retried", job_id=job.job_id, previous=previous, retry=job.retries)
         self._fire("clustrix_job_retried", job=job, previous_job_id=previous, error=error)
         self.monitor.watch([job])
 
-    def _remove_directory(self, job: Job) -> None:
+    def _remove_directories(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
         try:
-            self.transport.remove_tree(job.directory)
+            self.transport.remove_trees([job.directory for job in jobs])
         except Exception as exc:  # noqa: BLE001 - a directory left behind must not lose the job's result
-            self._log.warning("could not clean job directory", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
+            self._log.warning(
+                "could not clean job directories",
+                job_ids=[job.job_id for job in jobs],
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     def abandon(self, job: Job, error: ClustrixError) -> None:
         """Stop waiting for ``job``: its future gets ``error``; its files are left alone."""
@@ -439,20 +468,12 @@ class ClusterSession:
         )
 
     def _read_text(self, job: Job, name: str) -> str:
-        return (self._read(job, name, tail=OUTPUT_CAPTURE_BYTES) or b"").decode(errors="replace")
-
-    def _read(self, job: Job, name: str, tail: int | None = None, max_size: int | None = None) -> bytes | None:
         try:
-            return self.transport.read_file(f"{job.directory}/{name}", tail=tail, max_size=max_size)
+            return self.transport.read_file(f"{job.directory}/{name}", tail=OUTPUT_CAPTURE_BYTES).decode(
+                errors="replace"
+            )
         except FileNotFoundError:
-            return None
-
-    def _read_meta(self, job: Job, rank: int) -> dict | None:
-        data = self._read(job, runner.rank_file(runner.META_FILE, rank))
-        try:
-            return json.loads(data) if data else None
-        except ValueError:
-            return None
+            return ""
 
     # -- user requests ------------------------------------------------------------------
 
@@ -480,6 +501,32 @@ class ClusterSession:
             getattr(self._hook, hook_name)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - see docstring
             self._log.error("event hook failed", hook=hook_name, error=f"{type(exc).__name__}: {exc}")
+
+
+def _ranks(job: Job) -> range:
+    return range(job.spec.resources.tasks)
+
+
+def _reads(job: Job, max_result_bytes: int) -> list[FileRead]:
+    """What collecting ``job`` reads, in order: each rank's meta, each rank's result, its output's tails."""
+    path = job.directory
+    return [
+        *(FileRead(f"{path}/{runner.rank_file(runner.META_FILE, rank)}") for rank in _ranks(job)),
+        *(
+            FileRead(f"{path}/{runner.rank_file(runner.RESULT_FILE, rank)}", max_size=max_result_bytes)
+            for rank in _ranks(job)
+        ),
+        FileRead(f"{path}/{runner.STDOUT_FILE}", tail=OUTPUT_CAPTURE_BYTES),
+        FileRead(f"{path}/{runner.STDERR_FILE}", tail=OUTPUT_CAPTURE_BYTES),
+    ]
+
+
+def _meta(data: bytes | ClustrixError | None) -> dict | None:
+    """A rank's meta.json as the runner wrote it; None where it left none, or none readable."""
+    try:
+        return json.loads(data) if isinstance(data, bytes) and data else None
+    except ValueError:
+        return None
 
 
 class _UnknownFunction:

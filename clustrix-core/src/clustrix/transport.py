@@ -66,6 +66,15 @@ def too_large(path: str, size: int, max_size: int | None) -> None:
         )
 
 
+@attrs.frozen
+class FileRead:
+    """One file of ``Transport.read_files``: all of it (refused over ``max_size`` bytes), or its last ``tail`` bytes."""
+
+    path: str
+    tail: int | None = None
+    max_size: int | None = None
+
+
 class Transport(abc.ABC):
     """Commands and files on the host where the scheduler's commands run."""
 
@@ -111,11 +120,26 @@ class Transport(abc.ABC):
         With ``max_size``, a larger file is not read: ResultTooLargeError.
         """
 
-    @abc.abstractmethod
-    def remove_tree(self, path: str) -> None:
-        """Remove a directory and everything in it; absent is fine.
+    def read_files(self, reads: Sequence[FileRead]) -> list[bytes | ResultTooLargeError | None]:
+        """Each file's bytes as ``read_file`` reads them, in order: None where it is absent, the
+        ResultTooLargeError where it is over its ``max_size``. A transport that pays a round trip per
+        file (a remote one) reads them all in one.
+        """
+        found: list[bytes | ResultTooLargeError | None] = []
+        for read in reads:
+            try:
+                found.append(self.read_file(read.path, tail=read.tail, max_size=read.max_size))
+            except FileNotFoundError:
+                found.append(None)
+            except ResultTooLargeError as exc:
+                found.append(exc)
+        return found
 
-        A job still ending may write into it while it goes (a worker's EXIT trap): what it wrote is
+    @abc.abstractmethod
+    def remove_trees(self, paths: Sequence[str]) -> None:
+        """Remove each directory and everything in it (one command where it costs one); absent is fine.
+
+        A job still ending may write into one while it goes (a worker's EXIT trap): what it wrote is
         removed too (the removal is tried again, REMOVE_ATTEMPTS times in all).
         """
 
@@ -180,9 +204,11 @@ class LocalTransport(Transport):
         for path, data in files.items():
             tmp = f"{path}.tmp"
             # Created afresh, never through what is there: a planted symlink would send the bytes elsewhere.
-            with contextlib.suppress(FileNotFoundError):
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            except FileExistsError:
                 os.unlink(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
@@ -194,8 +220,9 @@ class LocalTransport(Transport):
             f.seek(max(0, size - tail) if tail is not None else start)
             return f.read()
 
-    def remove_tree(self, path: str) -> None:
-        for _ in range(REMOVE_ATTEMPTS):
-            shutil.rmtree(path, ignore_errors=True)
-            if not os.path.lexists(path):
-                return
+    def remove_trees(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            for _ in range(REMOVE_ATTEMPTS):
+                shutil.rmtree(path, ignore_errors=True)
+                if not os.path.lexists(path):
+                    break

@@ -326,7 +326,7 @@ class WorkerPool:
             transport.write_files({f"{batch_dir}/runner.py": _RUNNER_SOURCE}, 0o600)
             prefix, tasks = self.backend.launch_workers(jobs, batch_dir, size, 0)
         except BaseException:
-            transport.remove_tree(batch_dir)
+            transport.remove_trees([batch_dir])
             raise
         batch = WorkerBatch(batch_dir, prefix, len(jobs), size, tasks, template=attrs.evolve(jobs[0], after=()))
         self._write_record(batch, new=True)
@@ -498,8 +498,8 @@ class WorkerPool:
             left = [t for t in batch.tasks if t not in self._tasks_ended]
         self._end_idle(batch, self.backend.retire_workers, left)
         if self.backend.config.should_clean(succeeded):
-            self.backend.transport.remove_tree(batch.directory)
-            self.backend.transport.remove_tree(record_directory(self.backend.workdir, prefix))
+            self.backend.transport.remove_trees([batch.directory])
+            self.backend.transport.remove_trees([record_directory(self.backend.workdir, prefix)])
 
     def _write_record(self, batch: WorkerBatch, new: bool) -> None:
         """Write the batch's record; ``new``: in a directory of its own made now (its name is the
