@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import importlib.resources
 import os
 import shlex
 import sys
@@ -18,6 +19,10 @@ from clustrix.config import ClusterConfig
 from clustrix.spec import JobSpec
 from clustrix.state import JobState, JobStatus
 from clustrix.transport import Transport
+
+# The far-side runner. A backend writes it beside what runs it (a job's directory, a batch's), not
+# into every call's directory: a map's calls are run by its workers' copy.
+RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
 
 if TYPE_CHECKING:
     from clustrix.records import Allocation, JobMetrics
@@ -195,7 +200,8 @@ class Backend(abc.ABC):
         return lines
 
     def runner_line(self, jobs: Sequence[StagedJob]) -> str:
-        """The shell line that runs the calls of ``jobs`` in order, in one process.
+        """The shell line that runs the calls of ``jobs`` in order, in one process, with the
+        ``runner.py`` the backend writes into the first job's directory.
 
         Every job in ``jobs`` shares one spec's settings (one batch); this is how several
         calls share one scheduler task.

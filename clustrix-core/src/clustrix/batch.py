@@ -44,7 +44,7 @@ from typing import ClassVar
 import attrs
 
 from clustrix import endrecord, runner, workers
-from clustrix.backend import Backend, Leftovers, StagedJob
+from clustrix.backend import RUNNER_SOURCE, Backend, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.held import HeldJobs
 from clustrix.ledger import Ledger
@@ -445,6 +445,7 @@ class BatchBackend(Backend):
             setup=self.setup_lines(spec),
             launch=run,
         )
+        self.transport.write_files({f"{directory}/runner.py": RUNNER_SOURCE}, 0o600)
         return self._submit_script(
             f"{directory}/job.sh", script, spec, f"{directory}/stdout", f"{directory}/stderr", chunk
         )
@@ -468,10 +469,10 @@ class BatchBackend(Backend):
             ],
             record=endrecord.script_lines('"$1"', self.job_id_expression),
             setup=self.setup_lines(first.spec),
-            launch=f'{shlex.quote(self.python_for(first.spec))} "$1/runner.py" "$@"',
+            launch=f'{shlex.join([self.python_for(first.spec), f"{batch_dir}/runner.py"])} "$@"',
         )
         task_lines = "".join(" ".join(shlex.quote(job.directory) for job in chunk) + "\n" for chunk in group)
-        self.transport.write_files({tasks: task_lines.encode()}, 0o600)
+        self.transport.write_files({tasks: task_lines.encode(), f"{batch_dir}/runner.py": RUNNER_SOURCE}, 0o600)
         # One file for the whole array: only what fails before the script's redirect lands there.
         out = f"{batch_dir}/{self.scheduler.lower()}-{number}.out"
         return self._submit_script(f"{batch_dir}/array-{number}.sh", script, first.spec, out, out, jobs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import importlib.resources
 import json
 import secrets
 import threading
@@ -40,7 +39,6 @@ from clustrix.version import __version__
 STDERR_TAIL_BYTES = 4000
 OUTPUT_CAPTURE_BYTES = 1024**2
 
-_RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
 
 # The call file is authenticated with a key kept beside it, so only the directories' modes keep
 # another user from swapping in a call of their own. The workdir must not be a symlink, and no
@@ -131,7 +129,6 @@ class ClusterSession:
                 upstreams.append((waits_for, reads_from))
                 files[f"{directory}/{runner.PAYLOAD_FILE}"] = self._pack_call(spec, call, hmac_key, serializer)
                 files[f"{directory}/{runner.KEY_FILE}"] = hmac_key.hex().encode()
-                files[f"{directory}/runner.py"] = _RUNNER_SOURCE
                 after = tuple(dict.fromkeys(job.job_id for job in waits_for))
                 staged.append(StagedJob(key=key, directory=directory, spec=spec, after=after))
                 keys.append(hmac_key)

@@ -14,7 +14,6 @@ name): the scheduler never sees them.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import re
 import threading
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from clustrix import runner
-from clustrix.backend import Leftovers, StagedJob
+from clustrix.backend import RUNNER_SOURCE, Leftovers, StagedJob
 from clustrix.errors import BackendUnavailableError, ClustrixError
 from clustrix.log import get_logger
 from clustrix.state import JobState, JobStatus
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from clustrix.config import ClusterConfig
     from clustrix.transport import Transport
 
-_RUNNER_SOURCE = importlib.resources.files("clustrix").joinpath("runner.py").read_bytes()
 # How much of the workers' own output explains why no worker ran a call.
 WORKER_OUTPUT_TAIL = 2000
 
@@ -323,7 +321,7 @@ class WorkerPool:
         transport.make_dirs([batch_dir, *subdirectories(batch_dir)], 0o700)
         try:
             transport.write_files(queue_files(batch_dir, [job.directory for job in jobs]), 0o600)
-            transport.write_files({f"{batch_dir}/runner.py": _RUNNER_SOURCE}, 0o600)
+            transport.write_files({f"{batch_dir}/runner.py": RUNNER_SOURCE}, 0o600)
             prefix, tasks = self.backend.launch_workers(jobs, batch_dir, size, 0)
         except BaseException:
             transport.remove_trees([batch_dir])

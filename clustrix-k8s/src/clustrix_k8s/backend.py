@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import attrs
 
 from clustrix import runner
-from clustrix.backend import Backend, StagedJob
+from clustrix.backend import RUNNER_SOURCE, Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, ClustrixError, ConfigError, SubmissionError
 from clustrix.log import get_logger
 from clustrix.records import Allocation, JobMetrics
@@ -169,7 +169,7 @@ class KubernetesBackend(Backend):
         """The Job's name, its Secrets and its manifest, from the call staged in its directory
         (``payload``: the call to send instead of the staged one)."""
         settings = self.settings
-        files = {name: self.transport.read_file(f"{job.directory}/{name}") for name in ("key", "runner.py")}
+        files = {"key": self.transport.read_file(f"{job.directory}/key"), "runner.py": RUNNER_SOURCE}
         files["payload.pkl"] = payload or self.transport.read_file(f"{job.directory}/payload.pkl")
         files["emit.py"] = EMIT_SOURCE
         archive = self._serializer_archive(_serializer_of(files["payload.pkl"]))
