@@ -54,6 +54,11 @@ def test_array_task_ids_in_both_forms():
     assert parse.base_id("97") == "97" and parse.bare_task("97") is None
 
 
+def test_the_subjobs_of_an_array_asked_more_than_once_are_asked_by_their_array():
+    ids = ["7[0].srv", "7[1].srv", "7[2].srv", "8[3].srv", "9.srv", "10[].srv"]
+    assert parse.arrays_for_subjobs(ids) == ["10[].srv", "7[].srv", "8[3].srv", "9.srv"]
+
+
 # -- Torque's text qstat -f ---------------------------------------------------------------------------------
 
 

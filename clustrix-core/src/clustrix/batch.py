@@ -58,6 +58,9 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 # A worker task asks for this many times a call's time limit: after one call that used its
 # whole limit it could take no other (a call starts only if its full limit still fits).
 WORKER_TIME_FACTOR = 2
+# Worker tasks of one map at most: they claim calls until none is left, so a map of 10,000 calls
+# needs no 10,000 tasks in the queue, which the scheduler would list in every poll.
+MAX_WORKERS = 1000
 
 
 @attrs.frozen
@@ -282,7 +285,7 @@ class BatchBackend(Backend):
         if self._on_tasks(jobs[0].spec):
             return self._submit_each(jobs)
         if chunksize is None and len(jobs) > 1 and self.claims_calls:
-            return self.pool.submit(jobs, min(len(jobs), self.max_array_size() or len(jobs)))
+            return self.pool.submit(jobs, min(len(jobs), self.max_array_size() or len(jobs), MAX_WORKERS))
         chunksize = chunksize or 1
         chunks = [list(jobs[i : i + chunksize]) for i in range(0, len(jobs), chunksize)]
         if len(chunks) == 1:

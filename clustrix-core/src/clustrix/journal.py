@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -28,15 +29,27 @@ _lock = threading.Lock()
 
 
 def journal_path() -> Path:
-    return Path(os.environ.get("CLUSTRIX_JOURNAL") or Path(platformdirs.user_state_dir("clustrix")) / "jobs.jsonl")
+    given = os.environ.get("CLUSTRIX_JOURNAL")
+    return Path(given) if given else _default_path(os.environ.get("XDG_STATE_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=4)
+def _default_path(_state_home: str | None, _home: str | None) -> Path:
+    """The user's state directory's journal, for the variables it depends on: asked for every line
+    of a map of thousands, where platformdirs works it out anew each time."""
+    return Path(platformdirs.user_state_dir("clustrix")) / "jobs.jsonl"
 
 
 def _append(record: dict[str, Any]) -> None:
     path = journal_path()
     line = json.dumps(record, sort_keys=True) + "\n"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     with _lock:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, flags, 0o600)
         try:
             # It holds result keys: only the user may read it, whatever mode it was created with.
             os.fchmod(fd, 0o600)

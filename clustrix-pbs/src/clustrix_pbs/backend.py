@@ -230,7 +230,12 @@ class PbsBackend(BatchBackend):
     # -- cancel ------------------------------------------------------------------------------
 
     def cancel_targets(self, job_ids: Sequence[str]) -> list[str]:
-        return list(dict.fromkeys(target for job_id in job_ids if (target := self._cancel_target(job_id))))
+        targets = {job_id: self._cancel_target(job_id) for job_id in job_ids}
+        left = [job_id for job_id, target in targets.items() if target is None and not self.ledger.is_worker(job_id)]
+        if left:
+            # One line for all of them: a map's idle workers are hundreds.
+            self.log.warning("PBS (Slurm's wrapper) cannot cancel one task of an array alone: they run on", tasks=left)
+        return list(dict.fromkeys(target for target in targets.values() if target))
 
     def _cancel_target(self, job_id: str) -> str | None:
         """What qdel must be given to end ``job_id``; None when nothing can.
@@ -249,10 +254,6 @@ class PbsBackend(BatchBackend):
         ]
         if not siblings:
             return task[0]
-        if not self.ledger.is_worker(job_id):
-            self.log.warning(
-                "PBS (Slurm's wrapper) cannot cancel one task of an array alone: it runs on", job_id=job_id
-            )
         # An idle worker goes with its array once every call ended (retire_workers).
         return None
 
@@ -281,7 +282,8 @@ class PbsBackend(BatchBackend):
         if not ids:
             return {}
         pro = self.dialect == parse.PRO
-        argv = [self.command("qstat"), *(["-x", "-f", "-F", "json"] if pro else ["-f"]), *ids]
+        # -t: an array asked by its own id lists each of its subjobs too (see query).
+        argv = [self.command("qstat"), *(["-x", "-f", "-F", "json", "-t"] if pro else ["-f"]), *ids]
         result = self.run(argv)
         self._last_qstat_second = int(time.time())
         records = parse.parse_json(result.stdout) if pro and "{" in result.stdout else parse.parse_full(result.stdout)
@@ -321,7 +323,8 @@ class PbsBackend(BatchBackend):
         with self.lock:
             ask = {j: self._asked(j) for j in job_ids}
             unstarted = {j for j in job_ids if parse.bare_task(j) and j not in self._real}
-        records = self.qstat(sorted(set(ask.values())))
+        asked = sorted(set(ask.values()))
+        records = self.qstat(parse.arrays_for_subjobs(asked) if dialect == parse.PRO else asked)
         found: dict[str, JobStatus] = {}
         ended: dict[str, dict[str, str] | None] = {}
         for job_id in job_ids:

@@ -7,10 +7,11 @@ what the real test cluster printed, PBS Pro on samples from its documentation.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from clustrix.endrecord import EndRecord
 from clustrix.errors import ConfigError
@@ -98,6 +99,14 @@ def task_index(job_id: str) -> int | None:
     """The index of an array task (``4`` for ``123[4].srv`` and ``123[4]``); None for any other id."""
     match = _TASK.search(job_id)
     return int(match[1]) if match else None
+
+
+def arrays_for_subjobs(ids: Sequence[str]) -> list[str]:
+    """``ids`` with the subjobs (``123[4].srv``) of an array asked about more than once replaced by that
+    array (``123[].srv``): ``qstat -t`` lists its subjobs, in one command however many a map's workers
+    are, where naming each made a command line of thousands that OpenPBS took minutes to answer."""
+    arrays = collections.Counter(base_id(job_id) for job_id in ids if base_id(job_id) != job_id)
+    return sorted({base_id(job_id) if arrays[base_id(job_id)] > 1 else job_id for job_id in ids})
 
 
 def bare_task(job_id: str) -> tuple[str, int] | None:
