@@ -199,9 +199,13 @@ class Backend(abc.ABC):
         lines.extend(spec.setup)
         return lines
 
+    def write_runner(self, directories: Sequence[str]) -> None:
+        """Write ``runner.py`` into each of ``directories``: what ``runner_line`` runs."""
+        self.transport.write_files({f"{directory}/runner.py": RUNNER_SOURCE for directory in directories}, 0o600)
+
     def runner_line(self, jobs: Sequence[StagedJob]) -> str:
         """The shell line that runs the calls of ``jobs`` in order, in one process, with the
-        ``runner.py`` the backend writes into the first job's directory.
+        ``runner.py`` the backend wrote into the first job's directory (``write_runner``).
 
         Every job in ``jobs`` shares one spec's settings (one batch); this is how several
         calls share one scheduler task.

@@ -448,7 +448,7 @@ class BatchBackend(Backend):
             setup=self.setup_lines(spec),
             launch=run,
         )
-        self.transport.write_files({f"{directory}/runner.py": RUNNER_SOURCE}, 0o600)
+        self.write_runner([directory])
         return self._submit_script(
             f"{directory}/job.sh", script, spec, f"{directory}/stdout", f"{directory}/stderr", chunk
         )

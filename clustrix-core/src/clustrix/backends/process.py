@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clustrix import runner, workers
-from clustrix.backend import RUNNER_SOURCE, Backend, StagedJob
+from clustrix.backend import Backend, StagedJob
 from clustrix.errors import BackendUnavailableError, SubmissionError
 from clustrix.records import Allocation
 from clustrix.state import JobState, JobStatus
@@ -145,7 +145,7 @@ class ProcessBackend(Backend):
             for job in jobs:
                 self._ended.pop(job.key, None)  # submitted again (a checkpoint to resume)
         self.transport.write_files({f"{job.directory}/job.sh": self._script(job).encode() for job in jobs}, 0o700)
-        self.transport.write_files({f"{job.directory}/runner.py": RUNNER_SOURCE for job in jobs}, 0o600)
+        self.write_runner([job.directory for job in jobs])
         with self._lock:
             self._queue.extend(jobs)
             self._launch_ready()

@@ -25,6 +25,7 @@ class SerialShellBackend(Backend):
     def submit(self, jobs: Sequence[StagedJob], chunksize: int = 1) -> list[str]:
         if any(job.after for job in jobs):
             raise SubmissionError("the example backend runs each job at once and cannot wait for others")
+        self.write_runner([job.directory for job in jobs])
         ids = []
         for job in jobs:
             job_id = f"example-{next(_ids)}"
