@@ -11,6 +11,9 @@ from pathlib import Path
 import attrs
 import pytest
 
+from clustrix import hookimpl
+from clustrix.plugins import plugin_manager
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -100,6 +103,25 @@ CLUSTER_GROUPS = {
 def on_each_cluster(*profiles: str) -> list:
     """``profiles`` as parameters, each marked with its cluster's group."""
     return [pytest.param(profile, marks=pytest.mark.cluster_group(CLUSTER_GROUPS[profile])) for profile in profiles]
+
+
+class Submissions:
+    """Every job submitted while registered, by the id of the submission it came in."""
+
+    def __init__(self) -> None:
+        self.job_ids: list[str] = []
+
+    @hookimpl
+    def clustrix_job_submitted(self, job):
+        self.job_ids.append(job.job_id)
+
+
+@pytest.fixture
+def submissions():
+    recorder = Submissions()
+    plugin_manager().register(recorder)
+    yield recorder
+    plugin_manager().unregister(recorder)
 
 
 def wait_for(predicate, timeout: float, what: str):

@@ -10,8 +10,7 @@ import time
 import joblib
 import pytest
 
-from clustrix import ConfigError, hookimpl
-from clustrix.plugins import plugin_manager
+from clustrix import ConfigError
 
 
 class TaskError(Exception):
@@ -27,25 +26,6 @@ def fail_on_three(value: int) -> int:
     if value == 3:
         raise TaskError(f"bad task {value}")
     return value
-
-
-class Submissions:
-    """Every job submitted while registered, by the id of the submission it came in."""
-
-    def __init__(self) -> None:
-        self.job_ids: list[str] = []
-
-    @hookimpl
-    def clustrix_job_submitted(self, job):
-        self.job_ids.append(job.job_id)
-
-
-@pytest.fixture
-def submissions():
-    recorder = Submissions()
-    plugin_manager().register(recorder)
-    yield recorder
-    plugin_manager().unregister(recorder)
 
 
 def test_parallel_runs_the_tasks_as_one_map_with_results_in_order(local_profile, submissions):

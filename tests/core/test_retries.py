@@ -29,6 +29,14 @@ def run_count(path: str, fail_runs: int, error: type[BaseException] = ValueError
     return runs
 
 
+def waits_on_its_first_run(path: str) -> int:
+    """Count this run in ``path``; the first run sleeps a minute (to be killed), the others return the count."""
+    runs = run_count(path, 0)
+    if runs == 1:
+        time.sleep(60)
+    return runs
+
+
 def journal_events(tmp_path: Path, event: str) -> list[dict]:
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
     return [record for record in map(json.loads, lines) if record["event"] == event]
@@ -66,33 +74,19 @@ def test_retries_run_out(local_profile, tmp_path):
 
 def test_a_time_limit_is_retried_only_when_retry_on_names_it(local_profile, tmp_path):
     counter = str(tmp_path / "runs")
-
-    def slow_first(path: str) -> int:
-        runs = run_count(path, 0)
-        if runs == 1:
-            time.sleep(60)
-        return runs
-
     name = local_profile()
-    plain = cluster(profile=name, retries=2, time="00:00:02")(slow_first)
+    plain = cluster(profile=name, retries=2, time="00:00:02")(waits_on_its_first_run)
     with pytest.raises(JobTimeoutError):
         plain(counter)
     assert Path(counter).read_text() == "1"
     os.unlink(counter)
-    retried = cluster(profile=name, retries=2, time="00:00:02", retry_on=JobTimeoutError)(slow_first)
+    retried = cluster(profile=name, retries=2, time="00:00:02", retry_on=JobTimeoutError)(waits_on_its_first_run)
     assert retried(counter) == 2
 
 
 def test_a_job_whose_process_is_killed_runs_again(local_profile, tmp_path):
     counter = str(tmp_path / "runs")
-
-    def first_run_waits(path: str) -> int:
-        runs = run_count(path, 0)
-        if runs == 1:
-            time.sleep(60)
-        return runs
-
-    fn = cluster(profile=local_profile(), retries=1, poll_interval=0.2, poll_interval_max=0.5)(first_run_waits)
+    fn = cluster(profile=local_profile(), retries=1, poll_interval=0.2, poll_interval_max=0.5)(waits_on_its_first_run)
     future = fn.submit(counter)
     pid_file = Path(future.job.directory) / "pid"
     wait_for(lambda: pid_file.exists() and os.path.exists(counter), 60, "the job to start")

@@ -18,8 +18,6 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
 import clustrix
-from clustrix import hookimpl
-from clustrix.plugins import plugin_manager
 
 pytestmark = [pytest.mark.real_world, pytest.mark.cluster_group("slurm")]
 
@@ -37,23 +35,6 @@ def array_ids(value: int) -> tuple[int, str, str]:
     if value < 0:
         raise SweepError(f"negative {value}")
     return value, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
-
-
-class Submissions:
-    def __init__(self) -> None:
-        self.job_ids: list[str] = []
-
-    @hookimpl
-    def clustrix_job_submitted(self, job):
-        self.job_ids.append(job.job_id)
-
-
-@pytest.fixture
-def submissions():
-    recorder = Submissions()
-    plugin_manager().register(recorder)
-    yield recorder
-    plugin_manager().unregister(recorder)
 
 
 @pytest.fixture
