@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import copy
 import json
 import secrets
 import threading
@@ -347,8 +348,9 @@ class ClusterSession:
         try:
             found = iter(self.transport.read_files(reads))
         except ClustrixError as exc:
-            # Each job its own error (one exception raised in several callers would share its traceback).
-            return [Outcome(False, exception=type(exc)(str(exc))) for _ in jobs]
+            # Each job its own copy, attributes and cause kept (one exception raised in several
+            # callers would gather all their tracebacks).
+            return [Outcome(False, exception=_copy_of(exc)) for _ in jobs]
         outcomes = []
         for job in jobs:
             metas = [next(found) for _ in _ranks(job)]
@@ -502,6 +504,12 @@ class ClusterSession:
 
 def _ranks(job: Job) -> range:
     return range(job.spec.resources.tasks)
+
+
+def _copy_of(exc: ClustrixError) -> ClustrixError:
+    copied = copy.copy(exc)
+    copied.__cause__ = exc.__cause__
+    return copied
 
 
 def _reads(job: Job, max_result_bytes: int) -> list[FileRead]:
